@@ -1,0 +1,29 @@
+"""Settings for the test suite: the real settings module with safe defaults for anything the
+environment leaves unset. CI sets DATABASE_URL / REDIS_URL to run the same suite on PostgreSQL and
+Redis; a fresh machine runs it on SQLite with in-process equivalents."""
+
+import os
+
+os.environ.setdefault("DJANGO_DEBUG", "false")
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-" + "k3y-" * 12)
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("WHATSAPP_BACKEND", "memory")
+os.environ.setdefault("WHATSAPP_APP_SECRET", "test-app-secret")
+os.environ.setdefault("WHATSAPP_VERIFY_TOKEN", "test-verify-token")
+os.environ.setdefault("WHATSAPP_ACCESS_TOKEN", "test-access-token")
+os.environ.setdefault("WHATSAPP_PHONE_NUMBER_ID", "100200300400500")
+os.environ.setdefault("WHATSAPP_DISPLAY_PHONE_NUMBER", "+1 555 010 0000")
+os.environ.setdefault("WHATSAPP_BUSINESS_ACCOUNT_ID", "900800700600500")
+# Tests drive Celery in-process unless a test starts its own worker against a real broker.
+os.environ.pop("CELERY_BROKER_URL", None)
+
+from config.settings import *  # noqa: F403
+from config.settings import CACHES, STORAGES
+
+# Fast hashing: the suite creates many users.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests never collect static files; the manifest storage would refuse unknown names.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# Parallel test processes (pytest-xdist) share one Redis: keep their cache keys apart.
+CACHES["default"]["KEY_PREFIX"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")

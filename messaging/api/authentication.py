@@ -1,0 +1,27 @@
+"""`Authorization: Bearer <token>` for the REST API, checked against hashed ApiToken rows."""
+
+from rest_framework import authentication, exceptions
+
+from messaging.services import api_token_authenticate
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != self.keyword.lower():
+            return None
+        token = token.strip()
+        if not token or " " in token:
+            raise exceptions.AuthenticationFailed("Malformed bearer token.", code="invalid_token")
+        row = api_token_authenticate(token)
+        if row is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API token.", code="invalid_token")
+        return row.user, row
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword

@@ -1,0 +1,61 @@
+"""Demo data for `make run`: the environment's sender, a few dozen contacts and an admin user whose
+credentials are printed. Safe to run again: it reuses what exists and resets only the demo password."""
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from messaging.models import Contact
+from messaging.phone import phone_normalize
+from messaging.services import contact_create, sender_sync_from_settings
+
+DEMO_USERNAME = "admin"
+DEMO_CONTACTS = [
+    ("+1 555 010 2001", "Ava Johnson", "en_US", "America/New_York", ["vip", "newsletter"]),
+    ("+1 555 010 2002", "Liam Smith", "en_US", "America/Chicago", ["newsletter"]),
+    ("+1 555 010 2003", "Sofia Garcia", "es_US", "America/Los_Angeles", ["vip"]),
+    ("+1 555 010 2004", "Noah Williams", "en_US", "America/Denver", ["shopify"]),
+    ("+1 555 010 2005", "Mia Brown", "en_US", "America/Phoenix", ["shopify", "newsletter"]),
+    ("+1 555 010 2006", "Ethan Davis", "en_US", "America/Anchorage", []),
+    ("+1 555 010 2007", "Isabella Martinez", "es_US", "America/New_York", ["zendesk"]),
+    ("+1 555 010 2008", "Lucas Miller", "en_US", "Pacific/Honolulu", ["employees"]),
+    ("+1 555 010 2009", "Amelia Wilson", "en_US", "America/Chicago", ["employees", "vip"]),
+    ("+1 555 010 2010", "Mason Moore", "en_US", "America/Los_Angeles", ["zendesk"]),
+    ("+1 555 010 2011", "Harper Taylor", "en_US", "America/New_York", ["newsletter"]),
+    ("+1 555 010 2012", "Elijah Anderson", "en_US", "America/Detroit", []),
+]
+
+
+class Command(BaseCommand):
+    help = (
+        "Load demo data (sender, contacts) and create or reset the demo admin user; prints its credentials."
+    )
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        sender = sender_sync_from_settings()
+        created = 0
+        for phone, name, locale, tz, tags in DEMO_CONTACTS:
+            if not Contact.objects.filter(phone_number=phone_normalize(phone)).exists():
+                contact_create(phone_number=phone, profile_name=name, locale=locale, timezone=tz, tags=tags)
+                created += 1
+        password = secrets.token_urlsafe(12)
+        user, _ = get_user_model().objects.get_or_create(
+            username=DEMO_USERNAME, defaults={"email": "admin@example.com"}
+        )
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.set_password(password)
+        user.save()
+        if sender:
+            self.stdout.write(f"Sender: {sender}")
+        self.stdout.write(f"Demo contacts: {Contact.objects.count()} ({created} new)")
+        self.stdout.write(
+            "\n"
+            "  Admin:    http://127.0.0.1:8000/admin/\n"
+            f"  Username: {DEMO_USERNAME}\n"
+            f"  Password: {password}\n"
+            "  API docs: http://127.0.0.1:8000/api/docs/\n"
+            "  (the password is new on every `make run`)\n"
+        )

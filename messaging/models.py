@@ -1,0 +1,133 @@
+"""Messaging data: the people we talk to, the business numbers we talk from, API credentials and
+the raw webhook deliveries we receive."""
+
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+e164_validator = RegexValidator(
+    r"^\+[1-9]\d{6,14}$", "Store phone numbers in E.164 form, e.g. +15550123456.", code="invalid_phone_number"
+)
+
+
+def validate_iana_timezone(value: str) -> None:
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(
+            "“%(value)s” is not an IANA time zone (e.g. America/New_York).",
+            code="invalid_timezone",
+            params={"value": value},
+        )
+
+
+class Tag(models.Model):
+    name = models.SlugField(max_length=64, unique=True, allow_unicode=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    """A customer reachable on WhatsApp, identified by an E.164 phone number."""
+
+    phone_number = models.CharField(max_length=16, unique=True, validators=[e164_validator])
+    wa_id = models.CharField("WhatsApp id", max_length=20, blank=True, db_index=True)
+    # Meta's business-scoped user id and username (2026 payloads), for users who hide their number.
+    user_id = models.CharField("business-scoped user id", max_length=128, blank=True, db_index=True)
+    username = models.CharField(max_length=64, blank=True)
+    profile_name = models.CharField(max_length=256, blank=True)
+    locale = models.CharField(max_length=16, blank=True, help_text="e.g. en_US")
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_iana_timezone],
+        help_text="IANA name, e.g. America/Chicago",
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="contacts")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.profile_name} ({self.phone_number})" if self.profile_name else self.phone_number
+
+
+class Sender(models.Model):
+    """A business phone number registered with the WhatsApp Cloud API."""
+
+    phone_number_id = models.CharField(max_length=32, unique=True, help_text="Meta's phone number id")
+    display_phone_number = models.CharField(max_length=16, validators=[e164_validator])
+    waba_id = models.CharField("WhatsApp Business Account id", max_length=32)
+    label = models.CharField(max_length=100)
+    messages_per_second = models.PositiveIntegerField(
+        default=80,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Meta's throughput limit for this number (80 by default, up to 1,000 when upgraded).",
+    )
+    is_default = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_default", "label"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_sender"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.display_phone_number})"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the REST API. Only a SHA-256 digest is stored; the token is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, help_text="First characters of the token, to recognise it.")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+
+class WebhookEvent(models.Model):
+    """One webhook delivery exactly as received, stored before it is acknowledged.
+
+    Processing (normalizing it into statuses, inbound messages, template updates) happens after the
+    acknowledgement, so the raw body is the source of truth and can be replayed.
+    """
+
+    class State(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSED = "processed"
+        FAILED = "failed"
+
+    provider = models.CharField(max_length=32, default="whatsapp")
+    body_sha256 = models.CharField(max_length=64, unique=True, help_text="Meta redelivers; one row per body.")
+    raw_body = models.TextField()
+    headers = models.JSONField(default=dict)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} webhook {self.body_sha256[:12]} ({self.state})"

@@ -1,0 +1,106 @@
+"""Meta's WhatsApp Cloud API over the Graph API: `{GRAPH_URL}/{API_VERSION}/...` with a bearer token."""
+
+import logging
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from messaging.whatsapp.base import SenderRef, WhatsAppBackend
+from messaging.whatsapp.errors import WhatsAppApiError, WhatsAppConfigurationError, WhatsAppTransportError
+
+logger = logging.getLogger(__name__)
+
+
+class CloudBackend(WhatsAppBackend):
+    name = "cloud"
+
+    def __init__(
+        self,
+        *,
+        graph_url: str,
+        api_version: str,
+        access_token: str,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        pool_size: int = 32,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if not access_token:
+            raise WhatsAppConfigurationError(
+                "WHATSAPP_ACCESS_TOKEN is not set: the cloud backend cannot call Meta."
+            )
+        self.base_url = f"{graph_url.rstrip('/')}/{api_version.strip('/')}"
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        # One pooled keep-alive connection per worker thread; Meta's limits are enforced by our own
+        # limiter, so urllib3 must not retry behind our back (a retried POST could send twice).
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers.update(
+            {
+                "Authorization": f"Bearer {access_token}",
+                "Accept": "application/json",
+                "User-Agent": "wa-consent/1",
+            }
+        )
+
+    def _post_message(self, sender: SenderRef, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", f"{sender.phone_number_id}/messages", json=payload)
+
+    def _get_templates_page(self, waba_id: str, *, after: str | None, limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        return self._request("GET", f"{waba_id}/message_templates", params=params)
+
+    def _post_template(self, waba_id: str, definition: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", f"{waba_id}/message_templates", json=definition)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        url = f"{self.base_url}/{path}"
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectTimeout as exc:
+            raise WhatsAppTransportError(
+                f"Connecting to the Graph API timed out: {exc}", may_have_been_sent=False
+            ) from exc
+        except requests.ConnectionError as exc:
+            # A refused or reset connection before the request went out is safe to retry; urllib3 does not
+            # tell the two apart reliably, so a POST counts as possibly sent.
+            raise WhatsAppTransportError(
+                f"Connection to the Graph API failed: {exc}", may_have_been_sent=method == "POST"
+            ) from exc
+        except requests.Timeout as exc:
+            raise WhatsAppTransportError(
+                f"The Graph API did not answer in time: {exc}", may_have_been_sent=method == "POST"
+            ) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"body": response.text[:2000]}
+        if response.status_code >= 400 or (isinstance(body, dict) and "error" in body):
+            error = WhatsAppApiError.from_response(response.status_code, body)
+            logger.warning(
+                "Graph API %s %s failed: HTTP %s code=%s action=%s fbtrace_id=%s",
+                method,
+                path,
+                response.status_code,
+                error.code,
+                error.action,
+                error.fbtrace_id,
+            )
+            raise error
+        if not isinstance(body, dict):
+            raise WhatsAppApiError(
+                message="The Graph API answered with a non-object body",
+                code=None,
+                http_status=response.status_code,
+                raw={"body": body},
+            )
+        return body
+
+    def close(self) -> None:
+        self.session.close()
