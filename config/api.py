@@ -3,6 +3,8 @@ human `detail` (plus `errors` per field for validation failures)."""
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -27,6 +29,11 @@ def _first_message(errors: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    # Django's own 404 and 403 become DRF's, so they get a code like every other refusal.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

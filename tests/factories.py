@@ -29,6 +29,7 @@ class TagFactory(factory.django.DjangoModelFactory):
 class ContactFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Contact
+        skip_postgeneration_save = True
 
     phone_number = factory.Sequence(lambda n: f"+1555{2000000 + n:07d}")
     wa_id = factory.LazyAttribute(lambda c: c.phone_number.lstrip("+"))

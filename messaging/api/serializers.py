@@ -5,11 +5,20 @@ from messaging.models import Contact
 from messaging.phone import phone_normalize
 
 
+class TagNamesField(serializers.ListField):
+    """Tags as a list of names; unknown names are created (as slugs) when a contact is saved."""
+
+    child = serializers.CharField(max_length=64)
+
+    def to_representation(self, value) -> list[str]:
+        return [tag.name for tag in value.all()]
+
+
 class ContactSerializer(serializers.ModelSerializer):
     phone_number = serializers.CharField(
         max_length=40, help_text="Any common format; stored as E.164 (numbers without +1 read as US)."
     )
-    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    tags = TagNamesField(required=False)
 
     class Meta:
         model = Contact
@@ -33,8 +42,3 @@ class ContactSerializer(serializers.ModelSerializer):
             return phone_normalize(value)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages[0], code="invalid_phone_number") from exc
-
-    def to_representation(self, instance: Contact) -> dict:
-        data = super().to_representation(instance)
-        data["tags"] = [tag.name for tag in instance.tags.all()]
-        return data
