@@ -3,6 +3,7 @@ environment leaves unset. CI sets DATABASE_URL / REDIS_URL to run the same suite
 Redis; a fresh machine runs it on SQLite with in-process equivalents."""
 
 import os
+import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-" + "k3y-" * 12)
@@ -19,7 +20,7 @@ os.environ.setdefault("WHATSAPP_BUSINESS_ACCOUNT_ID", "900800700600500")
 os.environ.pop("CELERY_BROKER_URL", None)
 
 from config.settings import *  # noqa: F403
-from config.settings import CACHES, STORAGES
+from config.settings import CACHES, DATABASES, STORAGES
 
 # Fast hashing: the suite creates many users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -30,7 +31,10 @@ CACHES["default"]["KEY_PREFIX"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER"
 # Serve static files through the finders; no collectstatic before tests.
 WHITENOISE_AUTOREFRESH = True
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory: live-server tests receive concurrent webhooks, and shared-cache
     # SQLite answers "table is locked" at once instead of waiting like a real database would.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}  # noqa: F405
+    # One file per test process, so two suites running at once on one machine never share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"wa-test-{os.getpid()}.sqlite3")
+    }

@@ -5,6 +5,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 
 from messaging.whatsapp.base import SenderRef, WhatsAppBackend
 from messaging.whatsapp.errors import WhatsAppApiError, WhatsAppConfigurationError, WhatsAppTransportError
@@ -68,10 +69,14 @@ class CloudBackend(WhatsAppBackend):
                 f"Connecting to the Graph API timed out: {exc}", may_have_been_sent=False
             ) from exc
         except requests.ConnectionError as exc:
-            # A refused or reset connection before the request went out is safe to retry; urllib3 does not
-            # tell the two apart reliably, so a POST counts as possibly sent.
+            # A refused connection or failed DNS lookup (urllib3's NewConnectionError) never carried the
+            # request, so it is safe to retry; a connection reset or dropped after the request went out
+            # might have, so a POST then counts as possibly sent.
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            never_connected = isinstance(reason, NewConnectionError)
             raise WhatsAppTransportError(
-                f"Connection to the Graph API failed: {exc}", may_have_been_sent=method == "POST"
+                f"Connection to the Graph API failed: {exc}",
+                may_have_been_sent=method == "POST" and not never_connected,
             ) from exc
         except requests.Timeout as exc:
             raise WhatsAppTransportError(

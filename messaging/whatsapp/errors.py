@@ -37,11 +37,12 @@ _ACTION_BY_CODE: dict[int, ErrorAction] = {
     131000: ErrorAction.RETRY,  # something went wrong
     131016: ErrorAction.RETRY,  # service unavailable
     133004: ErrorAction.RETRY,  # server temporarily unavailable
-    # The recipient (or the business/recipient pair) is limited: much later, not in a tight loop.
+    131056: ErrorAction.RETRY,  # pair rate limit: back off for this recipient, then retry
+    # Limited for a while (spam limits, a paused template): much later, not in a tight backoff loop.
     368: ErrorAction.DEFER,  # temporarily blocked for policy violations
     131048: ErrorAction.DEFER,  # spam rate limit hit
     131049: ErrorAction.DEFER,  # not delivered to maintain healthy ecosystem engagement
-    131056: ErrorAction.DEFER,  # pair rate limit: too many messages to this user
+    132015: ErrorAction.DEFER,  # template paused for low quality: Meta un-pauses it after a while
     # The customer has not written in the last 24 hours.
     131047: ErrorAction.NEEDS_TEMPLATE,  # re-engagement message
     # Everything about the message or recipient itself.
@@ -60,7 +61,6 @@ _ACTION_BY_CODE: dict[int, ErrorAction] = {
     132005: ErrorAction.PERMANENT,  # template hydrated text too long
     132007: ErrorAction.PERMANENT,  # template format character policy violated
     132012: ErrorAction.PERMANENT,  # template parameter format mismatch
-    132015: ErrorAction.PERMANENT,  # template is paused
     132016: ErrorAction.PERMANENT,  # template is disabled
     135000: ErrorAction.PERMANENT,  # generic user error
 }
@@ -125,13 +125,15 @@ class WhatsAppApiError(WhatsAppError):
                 raw=body if isinstance(body, dict) else {"body": str(body)[:2000]},
             )
         error_data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
+        # The Business Management API explains itself in error_user_msg rather than error_data.
+        details = error_data.get("details") or error.get("error_user_msg") or ""
         return cls(
             message=str(error.get("message", "")),
             code=_as_int(error.get("code")),
             http_status=http_status,
             error_type=str(error.get("type", "")),
             subcode=_as_int(error.get("error_subcode")),
-            details=str(error_data.get("details", "")),
+            details=str(details),
             fbtrace_id=str(error.get("fbtrace_id", "")),
             raw=body,
         )
