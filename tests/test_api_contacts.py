@@ -34,7 +34,12 @@ def test_wrong_and_revoked_tokens_are_refused(api_client, api_user):
 def test_create_normalizes_the_phone_number_and_never_grants_consent(authed_client):
     response = authed_client.post(
         URL,
-        {"phone_number": "(555) 012-3456", "profile_name": "Ava", "timezone": "America/Chicago", "tags": ["VIP"]},
+        {
+            "phone_number": "(555) 012-3456",
+            "profile_name": "Ava",
+            "timezone": "America/Chicago",
+            "tags": ["VIP"],
+        },
         format="json",
     )
     assert response.status_code == 201, response.json()
@@ -90,7 +95,9 @@ def test_retrieve_and_update(authed_client):
     detail = authed_client.get(f"{URL}{contact.id}/").json()
     assert detail["profile_name"] == "Old"
 
-    response = authed_client.patch(f"{URL}{contact.id}/", {"profile_name": "New", "tags": ["a", "b"]}, format="json")
+    response = authed_client.patch(
+        f"{URL}{contact.id}/", {"profile_name": "New", "tags": ["a", "b"]}, format="json"
+    )
     assert response.status_code == 200
     contact.refresh_from_db()
     assert contact.profile_name == "New"

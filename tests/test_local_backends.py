@@ -61,7 +61,9 @@ def test_memory_backend_plays_scripted_failures_then_recovers():
 def test_memory_backend_pages_templates_like_meta():
     backend = backend_create("memory")
     for n in range(5):
-        backend.create_template(waba_id="w", definition={"name": f"t{n}", "language": "en_US", "category": "UTILITY"})
+        backend.create_template(
+            waba_id="w", definition={"name": f"t{n}", "language": "en_US", "category": "UTILITY"}
+        )
     assert [t["name"] for t in backend.iter_templates(waba_id="w", limit=2)] == ["t0", "t1", "t2", "t3", "t4"]
 
 

@@ -48,7 +48,9 @@ def test_logs_never_carry_phone_numbers_or_tokens(line, leaked):
 
 
 def test_the_filter_masks_formatted_arguments():
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "message to %s failed", ("+15550123456",), None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "message to %s failed", ("+15550123456",), None
+    )
     RedactPIIFilter().filter(record)
     assert "5550123456" not in record.getMessage()
     assert "[phone:…56]" in record.getMessage()

@@ -18,15 +18,20 @@ STRONG_KEY = "Zr8q-" + "x7Kp2mVb9TnW4cLs6HdJ0aFg3YeQ1uRo5iPz8Nw_Ek" * 2
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "WHATSAPP_"))}
     clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", **env})
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
     )
 
 
 def test_production_settings_pass_check_deploy_without_warnings():
     result = _manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        DJANGO_DEBUG="false", DJANGO_SECRET_KEY=STRONG_KEY, DJANGO_ALLOWED_HOSTS="wa.example.com",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=STRONG_KEY,
+        DJANGO_ALLOWED_HOSTS="wa.example.com",
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
@@ -34,7 +39,9 @@ def test_production_settings_pass_check_deploy_without_warnings():
 
 @pytest.mark.parametrize("key", ["", "short", "django-insecure-" + "a" * 60])
 def test_production_refuses_to_start_without_a_real_secret_key(key):
-    result = _manage("check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY=key, DJANGO_ALLOWED_HOSTS="wa.example.com")
+    result = _manage(
+        "check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY=key, DJANGO_ALLOWED_HOSTS="wa.example.com"
+    )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
 
@@ -64,7 +71,9 @@ def test_setup_demo_is_idempotent_and_prints_working_credentials():
     assert Contact.objects.count() == contacts
     assert Sender.objects.filter(is_default=True).count() == 1
 
-    password = next(line.split(":", 1)[1].strip() for line in second.getvalue().splitlines() if "Password:" in line)
+    password = next(
+        line.split(":", 1)[1].strip() for line in second.getvalue().splitlines() if "Password:" in line
+    )
     user = authenticate(username="admin", password=password)
     assert user is not None and user.is_superuser
     assert get_user_model().objects.filter(username="admin").count() == 1

@@ -9,7 +9,9 @@ from messaging.models import WebhookEvent
 from messaging.whatsapp import OutgoingMessage, SenderRef, backend_create
 from messaging.whatsapp.signatures import webhook_signature_is_valid
 
-SENDER = SenderRef(phone_number_id="100200300400500", display_phone_number="+15550100000", waba_id="900800700600500")
+SENDER = SenderRef(
+    phone_number_id="100200300400500", display_phone_number="+15550100000", waba_id="900800700600500"
+)
 
 
 @pytest.fixture
@@ -29,7 +31,9 @@ def _stored_bodies() -> list[dict]:
 def test_a_send_is_followed_by_signed_sent_delivered_read_webhooks(simulator, settings):
     result = simulator.send(
         sender=SENDER,
-        message=OutgoingMessage(to="+15550123456", type="text", content={"body": "Hi"}, callback_data="msg-42"),
+        message=OutgoingMessage(
+            to="+15550123456", type="text", content={"body": "Hi"}, callback_data="msg-42"
+        ),
     )
     assert result.provider_message_id.startswith("wamid.")
     simulator.wait_for_webhooks()
@@ -68,7 +72,10 @@ def test_a_simulated_customer_reply_arrives_as_an_inbound_text(simulator):
 @pytest.mark.django_db(transaction=True)
 def test_webhooks_signed_with_another_secret_are_rejected(live_server):
     impostor = backend_create(
-        "simulator", webhook_url=f"{live_server.url}/webhooks/whatsapp/", app_secret="not-our-secret", status_delay=0
+        "simulator",
+        webhook_url=f"{live_server.url}/webhooks/whatsapp/",
+        app_secret="not-our-secret",
+        status_delay=0,
     )
     impostor.simulate_reply(sender=SENDER, from_wa_id="15550123456", text="hello")
     impostor.wait_for_webhooks()

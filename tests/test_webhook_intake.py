@@ -12,11 +12,15 @@ from messaging.whatsapp.signatures import webhook_signature
 
 URL = "/webhooks/whatsapp/"
 SECRET = "test-app-secret"  # config/test_settings.py
-SENDER = SenderRef(phone_number_id="100200300400500", display_phone_number="+15550100000", waba_id="900800700600500")
+SENDER = SenderRef(
+    phone_number_id="100200300400500", display_phone_number="+15550100000", waba_id="900800700600500"
+)
 
 
 def _status_body() -> bytes:
-    value = webhook_payloads.status_value(wamid="wamid.ABC", status="delivered", recipient_wa_id="15550123456")
+    value = webhook_payloads.status_value(
+        wamid="wamid.ABC", status="delivered", recipient_wa_id="15550123456"
+    )
     # Meta's own formatting (spaces, key order) must be preserved: sign the bytes as sent.
     return json.dumps(webhook_payloads.envelope(SENDER, value), indent=1).encode()
 
@@ -27,7 +31,9 @@ def _post(client, body: bytes, signature: str | None):
 
 
 def test_handshake_echoes_the_challenge_byte_for_byte(client):
-    response = client.get(URL, {"hub.mode": "subscribe", "hub.verify_token": "test-verify-token", "hub.challenge": "1158201444"})
+    response = client.get(
+        URL, {"hub.mode": "subscribe", "hub.verify_token": "test-verify-token", "hub.challenge": "1158201444"}
+    )
     assert response.status_code == 200
     assert response.content == b"1158201444"
     assert response["Content-Type"].startswith("text/plain")
@@ -67,7 +73,14 @@ def test_redelivery_of_the_same_body_is_acknowledged_and_stored_once(client):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "signature",
-    [None, "", "sha256=" + "0" * 64, "sha1=abc", webhook_signature(b"other body", SECRET), webhook_signature(b"x", "wrong")],
+    [
+        None,
+        "",
+        "sha256=" + "0" * 64,
+        "sha1=abc",
+        webhook_signature(b"other body", SECRET),
+        webhook_signature(b"x", "wrong"),
+    ],
 )
 def test_missing_or_wrong_signature_is_refused_and_nothing_stored(client, signature):
     body = _status_body()
@@ -87,7 +100,11 @@ def test_signature_of_reserialized_json_does_not_pass(client):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("body", "code"),
-    [(b"not json", "invalid_json"), (b'{"object": "page", "entry": []}', "not_a_whatsapp_event"), (b"[1,2]", "not_a_whatsapp_event")],
+    [
+        (b"not json", "invalid_json"),
+        (b'{"object": "page", "entry": []}', "not_a_whatsapp_event"),
+        (b"[1,2]", "not_a_whatsapp_event"),
+    ],
 )
 def test_signed_but_malformed_bodies_are_a_400(client, body, code):
     response = _post(client, body, webhook_signature(body, SECRET))
@@ -106,7 +123,11 @@ def test_oversized_bodies_are_a_413(client):
 
 @pytest.mark.django_db
 def test_a_full_three_megabyte_batch_is_accepted(client):
-    body = b'{"object": "whatsapp_business_account", "entry": [], "pad": "' + b"x" * (3 * 1024 * 1024 - 100) + b'"}'
+    body = (
+        b'{"object": "whatsapp_business_account", "entry": [], "pad": "'
+        + b"x" * (3 * 1024 * 1024 - 100)
+        + b'"}'
+    )
     response = _post(client, body, webhook_signature(body, SECRET))
     assert response.status_code == 200
     assert len(WebhookEvent.objects.get().raw_body) == len(body)

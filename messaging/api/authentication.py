@@ -35,4 +35,8 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "`python manage.py create_api_token USERNAME`"}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`python manage.py create_api_token USERNAME`",
+        }
