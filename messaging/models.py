@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from messaging.whatsapp.base import SenderRef
+
 e164_validator = RegexValidator(
     r"^\+[1-9]\d{6,14}$", "Store phone numbers in E.164 form, e.g. +15550123456.", code="invalid_phone_number"
 )
@@ -92,6 +94,11 @@ class Sender(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.display_phone_number})"
+
+    @property
+    def ref(self) -> SenderRef:
+        """What a provider backend needs to know about this number."""
+        return SenderRef(self.phone_number_id, self.display_phone_number, self.waba_id)
 
 
 class ApiToken(models.Model):

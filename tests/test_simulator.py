@@ -80,3 +80,31 @@ def test_webhooks_signed_with_another_secret_are_rejected(live_server):
     impostor.simulate_reply(sender=SENDER, from_wa_id="15550123456", text="hello")
     impostor.wait_for_webhooks()
     assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simulate_reply_command_posts_an_inbound_message(live_server, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.WHATSAPP = {
+        **settings.WHATSAPP,
+        "BACKEND": "simulator",
+        "SIMULATOR_WEBHOOK_URL": f"{live_server.url}/webhooks/whatsapp/",
+    }
+    out = StringIO()
+    call_command("simulate_reply", "(555) 012-3456", "Where is my order?", "--name", "Ava", stdout=out)
+    (body,) = _stored_bodies()
+    message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    assert message["id"] == out.getvalue().strip()
+    assert message["from"] == "15550123456"
+    assert message["text"]["body"] == "Where is my order?"
+
+
+def test_simulate_reply_refuses_when_the_simulator_is_not_configured(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.WHATSAPP = {**settings.WHATSAPP, "BACKEND": "cloud"}
+    with pytest.raises(CommandError, match="not 'simulator'"):
+        call_command("simulate_reply", "+15550123456", "hi")
