@@ -38,3 +38,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"wa-test-{os.getpid()}.sqlite3")
     }
+# Live-server request threads must not keep PostgreSQL connections open past their request, or the
+# test database cannot be dropped at teardown ("is being accessed by other users").
+DATABASES["default"]["CONN_MAX_AGE"] = 0
