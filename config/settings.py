@@ -227,3 +227,23 @@ WHATSAPP = {
 
 # Region used to read phone numbers typed without a country code, e.g. "(555) 012-3456".
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
+
+# --- Consent and compliance -----------------------------------------------------------------------
+
+# Fernet key (32 url-safe base64 bytes) that wraps every person's evidence key in the consent ledger.
+#   python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
+# Development derives one from DJANGO_SECRET_KEY; production must set it (and never lose it).
+CONSENT_ENCRYPTION_KEY = env.str("CONSENT_ENCRYPTION_KEY", default="")
+if not DEBUG and not CONSENT_ENCRYPTION_KEY:
+    raise ImproperlyConfigured(
+        "CONSENT_ENCRYPTION_KEY is not set. Production needs a dedicated key for the consent ledger's evidence: "
+        "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+    )
+# Double opt-in: web-form consent becomes active only when the customer confirms on WhatsApp.
+CONSENT_DOUBLE_OPT_IN = env.bool("CONSENT_DOUBLE_OPT_IN", default=False)
+# Marketing goes out only between these recipient-local hours (24 h clock, end exclusive).
+CONSENT_QUIET_HOURS_START = env.int("CONSENT_QUIET_HOURS_START", default=8)
+CONSENT_QUIET_HOURS_END = env.int("CONSENT_QUIET_HOURS_END", default=21)
+# At most this many marketing messages per contact per rolling CONSENT_FREQUENCY_CAP_DAYS (0: no cap).
+CONSENT_MARKETING_FREQUENCY_CAP = env.int("CONSENT_MARKETING_FREQUENCY_CAP", default=0)
+CONSENT_FREQUENCY_CAP_DAYS = env.int("CONSENT_FREQUENCY_CAP_DAYS", default=7)

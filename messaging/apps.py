@@ -6,6 +6,9 @@ class MessagingConfig(AppConfig):
     verbose_name = "Messaging"
 
     def ready(self) -> None:
+        from compliance.contacts import directory_register
         from messaging import roles
+        from messaging.directory import MessagingContactDirectory
 
         roles.connect_signals()
+        directory_register(MessagingContactDirectory())

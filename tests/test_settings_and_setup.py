@@ -13,6 +13,7 @@ from messaging.models import Contact, Sender
 
 ROOT = Path(__file__).resolve().parent.parent
 STRONG_KEY = "Zr8q-" + "x7Kp2mVb9TnW4cLs6HdJ0aFg3YeQ1uRo5iPz8Nw_Ek" * 2
+LEDGER_KEY = "cHJvZHVjdGlvbi1sZWRnZXIta2V5LTMyLWJ5dGVzLSE="
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -44,6 +45,12 @@ def test_production_refuses_to_start_without_a_real_secret_key(key):
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_ledger_encryption_key():
+    result = _manage("check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY=STRONG_KEY, DJANGO_ALLOWED_HOSTS="x.example")
+    assert result.returncode != 0
+    assert "CONSENT_ENCRYPTION_KEY" in result.stderr
 
 
 def test_development_mode_starts_without_any_configuration():

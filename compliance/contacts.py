@@ -1,0 +1,41 @@
+"""How compliance finds people without importing messaging.
+
+Messaging depends on compliance (it asks the gate), so compliance must not import messaging back.
+Messaging registers an implementation of `ContactDirectory` when it starts (messaging/apps.py);
+compliance's forms and API use it to turn a typed phone number into a contact.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ContactInfo:
+    id: int
+    phone_number: str  # E.164
+    profile_name: str = ""
+    timezone: str = ""
+
+
+class ContactDirectory(Protocol):
+    def contact_for_phone(
+        self, *, phone_number: str, profile_name: str = "", create: bool
+    ) -> ContactInfo | None:
+        """The contact with this number (any common format), created if `create`. Raises
+        django.core.exceptions.ValidationError (code `invalid_phone_number`) for a bad number."""
+
+    def contact_by_id(self, contact_id: int) -> ContactInfo | None: ...
+
+
+_directory: ContactDirectory | None = None
+
+
+def directory_register(directory: ContactDirectory) -> None:
+    global _directory
+    _directory = directory
+
+
+def directory() -> ContactDirectory:
+    if _directory is None:
+        raise RuntimeError("No contact directory registered (is the messaging app installed?)")
+    return _directory

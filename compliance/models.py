@@ -1,0 +1,194 @@
+"""The consent ledger and what is derived from it.
+
+    ConsentText     versioned wording shown to people when they opt in (immutable once created)
+    ConsentSubject  the ledger's pseudonymous handle on a person + that person's wrapped data key
+    ConsentEvent    one append-only, hash-chained record per opt-in / opt-out / confirmation
+    LedgerHead      the chain's current end (sequence, hash); locked while appending
+    ConsentState    projection: the current status per person and purpose, rebuilt from the ledger
+
+Events never change and are never deleted (the model layer refuses everywhere; on PostgreSQL a
+trigger refuses too). Erasing a person destroys their key, not their events.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Purpose(models.TextChoices):
+    """What a person consents to: Meta's template categories."""
+
+    MARKETING = "marketing"
+    UTILITY = "utility"
+    AUTHENTICATION = "authentication"
+
+
+class ConsentAction(models.TextChoices):
+    OPT_IN = "opt_in", "opt-in"
+    OPT_OUT = "opt_out", "opt-out"
+    CONFIRM = "confirm", "double opt-in confirmation"
+
+
+class ConsentSource(models.TextChoices):
+    WEB_FORM = "web_form", "web form"
+    API = "api", "API"
+    WHATSAPP_KEYWORD = "whatsapp_keyword", "WhatsApp keyword"
+    META_USER_PREFERENCES = "meta_user_preferences", "Meta user preferences"
+    META_ERROR_131050 = "meta_error_131050", "Meta error 131050"
+    STAFF = "staff", "staff"
+    IMPORT = "import", "import"
+
+
+class LedgerImmutableError(Exception):
+    """Raised on any attempt to change or delete a ledger event."""
+
+
+class ConsentText(models.Model):
+    """The exact wording shown when consent is asked. A change of wording is a new version."""
+
+    version = models.CharField(max_length=64, unique=True)
+    business_name = models.CharField(max_length=200)
+    body = models.TextField(
+        help_text="Say what messages people will get, that consent is not a condition of purchase, "
+        "and how to stop (reply STOP)."
+    )
+    sha256 = models.CharField(max_length=64, editable=False)
+    is_current = models.BooleanField(default=False, help_text="The version the public opt-in page shows.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_current"], condition=models.Q(is_current=True), name="one_current_consent_text"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.business_name})"
+
+
+class ConsentSubject(models.Model):
+    """The ledger refers to people only through this row. `contact_id` is messaging's contact id,
+    deliberately not a foreign key: compliance does not depend on messaging's tables, and erasure can
+    cut the link without touching a single ledger event."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    contact_id = models.BigIntegerField(unique=True, null=True, blank=True)
+    wrapped_key = models.BinaryField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return (
+            f"subject {self.id} (contact {self.contact_id})"
+            if self.contact_id
+            else f"subject {self.id} (erased)"
+        )
+
+
+class ConsentEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise LedgerImmutableError("Consent ledger events cannot be changed.")
+
+    def delete(self):
+        raise LedgerImmutableError("Consent ledger events cannot be deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise LedgerImmutableError("Consent ledger events cannot be changed.")
+
+
+class ConsentEvent(models.Model):
+    """One change of consent, with its evidence. Append-only and hash-chained: `hash` covers the
+    canonical content (including `prev_hash`), so changing or removing any event breaks the chain."""
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    subject = models.ForeignKey(ConsentSubject, on_delete=models.PROTECT, related_name="events")
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    action = models.CharField(max_length=16, choices=ConsentAction.choices)
+    source = models.CharField(max_length=32, choices=ConsentSource.choices)
+    awaiting_confirmation = models.BooleanField(
+        default=False, help_text="A double opt-in that counts only once the person confirms."
+    )
+    text_version = models.CharField(max_length=64, blank=True)
+    text_sha256 = models.CharField(max_length=64, blank=True)
+    # Identifying evidence (phone number, name, IP, user agent, page URL, message id, staff reason),
+    # encrypted with the subject's key. Non-identifying facts stay in clear for auditors.
+    evidence_ciphertext = models.TextField()
+    staff_user_id = models.IntegerField(null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = ConsentEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["sequence"]
+        indexes = [
+            models.Index(fields=["subject", "purpose", "sequence"]),
+            models.Index(fields=["occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.purpose} via {self.source}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerImmutableError("Consent ledger events cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerImmutableError("Consent ledger events cannot be deleted.")
+
+
+class LedgerHead(models.Model):
+    """The single row holding the chain's end; appends lock it so the chain never forks."""
+
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"ledger head #{self.sequence} {self.hash[:12]}"
+
+
+class ConsentStatus(models.TextChoices):
+    GRANTED = "granted"
+    PENDING = "pending", "pending confirmation"
+    REVOKED = "revoked"
+
+
+class ConsentState(models.Model):
+    """Current consent per person and purpose (a projection of the ledger, rebuildable at any time)."""
+
+    subject = models.ForeignKey(ConsentSubject, on_delete=models.CASCADE, related_name="states")
+    contact_id = models.BigIntegerField(null=True, db_index=True)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    status = models.CharField(max_length=16, choices=ConsentStatus.choices)
+    last_event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subject", "purpose"], name="one_state_per_subject_purpose")
+        ]
+        indexes = [models.Index(fields=["contact_id", "purpose", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.purpose}: {self.status}"
+
+
+class Suppression(models.Model):
+    """Numbers that must never be messaged (erased people, legal holds, complaints). Stored only as a
+    keyed hash, so the list itself identifies nobody."""
+
+    phone_hash = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"suppressed {self.phone_hash[:12]}… ({self.reason})"
