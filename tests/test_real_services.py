@@ -69,3 +69,13 @@ def test_healthz_answers_503_when_redis_is_down(db, client):
     assert body["checks"]["redis"]["status"] == "down"
     assert body["checks"]["redis"]["error"]
     assert body["checks"]["database"]["status"] == "ok"
+
+
+@pytest.mark.django_db
+def test_healthz_names_an_unreachable_broker(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/healthz/")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["down"] == ["broker"]
+    assert body["checks"]["database"]["status"] == "ok"
