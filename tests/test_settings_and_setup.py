@@ -33,6 +33,7 @@ def test_production_settings_pass_check_deploy_without_warnings():
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY=STRONG_KEY,
         DJANGO_ALLOWED_HOSTS="wa.example.com",
+        CONSENT_ENCRYPTION_KEY=LEDGER_KEY,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
