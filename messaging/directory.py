@@ -1,5 +1,8 @@
 """Messaging's side of compliance.contacts.ContactDirectory."""
 
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
 from compliance.contacts import ContactInfo
 from messaging.models import Contact
 from messaging.phone import phone_normalize
@@ -22,7 +25,14 @@ class MessagingContactDirectory:
         e164 = phone_normalize(phone_number)
         contact = Contact.objects.filter(phone_number=e164).first()
         if contact is None and create:
-            contact = contact_create(phone_number=e164, profile_name=profile_name)
+            try:
+                with transaction.atomic():
+                    contact = contact_create(phone_number=e164, profile_name=profile_name)
+            except (IntegrityError, ValidationError):
+                # Two requests created the same number at once: the other one won, use its row.
+                contact = Contact.objects.filter(phone_number=e164).first()
+                if contact is None:
+                    raise
         return _info(contact) if contact else None
 
     def contact_by_id(self, contact_id: int) -> ContactInfo | None:
