@@ -9,6 +9,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 
+from compliance.models import ConsentText
 from messaging.models import Contact, Sender
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,7 @@ def test_setup_demo_is_idempotent_and_prints_working_credentials():
     assert contacts >= 10
     assert Contact.objects.count() == contacts
     assert Sender.objects.filter(is_default=True).count() == 1
+    assert ConsentText.objects.filter(is_current=True).count() == 1  # so /opt-in/ works at once
 
     password = next(
         line.split(":", 1)[1].strip() for line in second.getvalue().splitlines() if "Password:" in line

@@ -7,11 +7,18 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from compliance.services import consent_text_create, consent_text_current
 from messaging.models import Contact
 from messaging.phone import phone_normalize
 from messaging.services import contact_create, sender_sync_from_settings
 
 DEMO_USERNAME = "admin"
+DEMO_BUSINESS = "Acme Outdoor Supply"
+DEMO_CONSENT_TEXT = (
+    "By ticking a box you agree that Acme Outdoor Supply may send you the WhatsApp messages you chose, "
+    "at the number you gave. Consent is not a condition of any purchase. Message frequency varies. "
+    "Reply STOP at any time to stop, or HELP for help."
+)
 DEMO_CONTACTS = [
     ("+1 555 010 2001", "Ava Johnson", "en_US", "America/New_York", ["vip", "newsletter"]),
     ("+1 555 010 2002", "Liam Smith", "en_US", "America/Chicago", ["newsletter"]),
@@ -41,6 +48,8 @@ class Command(BaseCommand):
             if not Contact.objects.filter(phone_number=phone_normalize(phone)).exists():
                 contact_create(phone_number=phone, profile_name=name, locale=locale, timezone=tz, tags=tags)
                 created += 1
+        if consent_text_current() is None:
+            consent_text_create(version="demo-v1", business_name=DEMO_BUSINESS, body=DEMO_CONSENT_TEXT)
         password = secrets.token_urlsafe(12)
         user, _ = get_user_model().objects.get_or_create(
             username=DEMO_USERNAME, defaults={"email": "admin@example.com"}
@@ -57,5 +66,6 @@ class Command(BaseCommand):
             f"  Username: {DEMO_USERNAME}\n"
             f"  Password: {password}\n"
             "  API docs: http://127.0.0.1:8000/api/docs/\n"
+            "  Opt-in:   http://127.0.0.1:8000/opt-in/\n"
             "  (the password is new on every `make run`)\n"
         )
