@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TEST_WORKERS ?= auto
 
-.PHONY: install run test lint worker bench lock clean
+.PHONY: install run test lint worker beat bench lock clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ lint: install
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO
+
+# Periodic jobs (template sync every 15 minutes); run exactly one beat per deployment.
+beat: install
+	$(VENV)/bin/celery -A config beat --loglevel=INFO
 
 bench: install
 	$(PY) -m bench

@@ -77,22 +77,39 @@ def purpose_of(facts: MessageFacts) -> str:
     return Purpose.UTILITY  # free-form replies are customer service
 
 
-def recipient_zones(facts: MessageFacts) -> list[ZoneInfo]:
-    """The recipient's zone if known, else every zone their number's region spans (a US number
-    without a known zone must be inside quiet hours from Hawaii to Maine)."""
-    names = [facts.timezone] if facts.timezone else []
-    if not names:
-        try:
-            names = list(phone_timezones.time_zones_for_number(phonenumbers.parse(facts.phone_number)))
-        except phonenumbers.NumberParseException:
-            names = []
+#: Where a +1 number nobody can place may be: its quiet hours must hold in all of them.
+NANP_FALLBACK_ZONES = (
+    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Anchorage",
+    "Pacific/Honolulu",
+)  # fmt: skip
+DEFAULT_ZONE = "America/New_York"
+
+
+def _zones(names) -> list[ZoneInfo]:
     zones = []
     for name in names:
         try:
             zones.append(ZoneInfo(name))
         except (ZoneInfoNotFoundError, ValueError):
             continue
-    return zones or [ZoneInfo("America/New_York")]
+    return zones
+
+
+def recipient_zones(facts: MessageFacts) -> list[ZoneInfo]:
+    """The recipient's zone if known, else every zone their number's region spans (a US number
+    without a known zone must be inside quiet hours from Hawaii to Maine)."""
+    if facts.timezone and (known := _zones([facts.timezone])):
+        return known
+    try:
+        number = phonenumbers.parse(facts.phone_number)
+    except phonenumbers.NumberParseException:
+        return _zones([DEFAULT_ZONE])
+    names = [
+        n for n in phone_timezones.time_zones_for_number(number) if n != phone_timezones.UNKNOWN_TIMEZONE
+    ]
+    if not names and number.country_code == 1:
+        names = list(NANP_FALLBACK_ZONES)
+    return _zones(names) or _zones([DEFAULT_ZONE])
 
 
 def quiet_hours_reopen(facts: MessageFacts) -> datetime | None:

@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -25,7 +25,8 @@ HASHED_FIELDS = (
 
 
 def _timestamp(value: datetime) -> str:
-    return value.isoformat(timespec="microseconds")
+    # Always UTC: the database hands timestamps back in UTC whatever offset they were written with.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def event_content(event: ConsentEvent) -> dict[str, Any]:

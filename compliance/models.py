@@ -192,3 +192,96 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"suppressed {self.phone_hash[:12]}… ({self.reason})"
+
+
+# --- Exports and the staff audit trail ------------------------------------------------------------
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Refuses bulk changes and deletes: the rows are a record of what happened."""
+
+    def update(self, **kwargs):
+        raise LedgerImmutableError(f"{self.model._meta.verbose_name_plural} cannot be changed.")
+
+    def delete(self):
+        raise LedgerImmutableError(f"{self.model._meta.verbose_name_plural} cannot be deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise LedgerImmutableError(f"{self.model._meta.verbose_name_plural} cannot be changed.")
+
+
+class AppendOnlyModel(models.Model):
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerImmutableError(f"{self._meta.verbose_name_plural} cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerImmutableError(f"{self._meta.verbose_name_plural} cannot be deleted.")
+
+
+class ExportFormat(models.TextChoices):
+    JSONL = "jsonl", "JSON lines (verifiable)"
+    CSV = "csv", "CSV (spreadsheets)"
+
+
+class ConsentExport(AppendOnlyModel):
+    """One export of the consent ledger: who took which rows, and the fingerprint of the file they got.
+    Together with the ledger head it is the export's manifest (compliance.exports.export_manifest)."""
+
+    user_id = models.IntegerField(null=True, blank=True)
+    username = models.CharField(max_length=150, help_text='The staff user, or "cli" for manage.py.')
+    created_at = models.DateTimeField(db_index=True)
+    format = models.CharField(max_length=8, choices=ExportFormat.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    row_count = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the file's bytes.")
+    head_sequence = models.PositiveBigIntegerField(help_text="The ledger head when the export started.")
+    head_hash = models.CharField(max_length=64)
+    complete = models.BooleanField(
+        default=True, help_text="False when the download stopped before the last row (count and hash "
+        "then describe what was sent)."
+    )  # fmt: skip
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        default_permissions = ("view",)
+        permissions = [("export_consent", "Can export the consent ledger")]
+
+    def __str__(self) -> str:
+        return f"{self.format} export of {self.row_count} events by {self.username}"
+
+
+class AuditAction(models.TextChoices):
+    VIEW = "view"
+    CHANGE = "change"
+    EXPORT = "export"
+    LOOKUP = "lookup"
+
+
+class StaffAuditEntry(AppendOnlyModel):
+    """Who looked at, changed or exported consent data, and when. Identifies people only by contact id
+    or ledger subject id, never by phone number."""
+
+    user_id = models.IntegerField(null=True, blank=True)
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    object_type = models.CharField(max_length=100, help_text='e.g. "compliance.consentevent"')
+    object_id = models.CharField(max_length=64, blank=True)
+    summary = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField(db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        default_permissions = ("view",)
+        verbose_name = "staff audit entry"
+        verbose_name_plural = "staff audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.action} {self.object_type} {self.object_id}".rstrip()

@@ -297,6 +297,14 @@ def consent_status(*, contact_id: int, purpose: str) -> str | None:
     )
 
 
+def consent_current(*, contact_id: int) -> dict[str, dict]:
+    """The person's current consent per purpose: purpose → {status, changed_at, last_event__source}."""
+    rows = ConsentState.objects.filter(contact_id=contact_id).values(
+        "purpose", "status", "changed_at", "last_event__source"
+    )
+    return {row["purpose"]: row for row in rows}
+
+
 def consent_history(*, contact_id: int) -> list[ConsentEvent]:
     return list(ConsentEvent.objects.filter(subject__contact_id=contact_id).order_by("sequence"))
 

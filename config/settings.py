@@ -8,6 +8,7 @@ setting that `manage.py check --deploy` asks for.
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, env
+from config.ratelimit import parse_rate
 
 # --- Core -----------------------------------------------------------------------------------------
 
@@ -119,6 +120,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Periodic tasks, run by `celery -A config beat` (one beat process per deployment).
+CELERY_BEAT_SCHEDULE = {
+    # Mirror Meta's template statuses, quality and categories; webhooks usually arrive first, this
+    # catches the ones that did not. The task skips a run while the previous one is still going.
+    "templates-sync": {"task": "templates_app.tasks.sync_templates", "schedule": 15 * 60},
+}
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------
 
@@ -152,6 +159,10 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# How many reverse proxies (load balancer, nginx, ...) stand in front of the app, each appending the
+# client address to X-Forwarded-For. 0 (default): trust only REMOTE_ADDR, since anyone can send the
+# header. Rate limits and consent evidence use the address this yields (config/ratelimit.py).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
@@ -247,3 +258,6 @@ CONSENT_QUIET_HOURS_END = env.int("CONSENT_QUIET_HOURS_END", default=21)
 # At most this many marketing messages per contact per rolling CONSENT_FREQUENCY_CAP_DAYS (0: no cap).
 CONSENT_MARKETING_FREQUENCY_CAP = env.int("CONSENT_MARKETING_FREQUENCY_CAP", default=0)
 CONSENT_FREQUENCY_CAP_DAYS = env.int("CONSENT_FREQUENCY_CAP_DAYS", default=7)
+# Public opt-in form: submissions allowed per client IP, as hits/period ("5/10m", "20/h", "3/60").
+CONSENT_FORM_RATE_LIMIT = env.str("CONSENT_FORM_RATE_LIMIT", default="5/10m")
+parse_rate(CONSENT_FORM_RATE_LIMIT)  # refuse to start with a malformed value

@@ -12,8 +12,10 @@ admin.site.index_title = "Operations"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
+    path("", include("compliance.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("messaging.api.urls")),
+    path("api/v1/", include("compliance.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("webhooks/whatsapp/", WhatsAppWebhookView.as_view(), name="whatsapp-webhook"),

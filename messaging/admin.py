@@ -1,13 +1,19 @@
 from collections.abc import Iterator
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
+from compliance.models import ConsentSource, Purpose
+from compliance.services import Evidence, consent_current, consent_opt_out_everywhere
 from messaging.contact_csv import contact_csv_export_lines, contact_csv_import
 from messaging.forms import ContactAdminForm, ContactCsvImportForm
 from messaging.models import ApiToken, Contact, Sender, Tag, WebhookEvent
@@ -15,6 +21,19 @@ from messaging.phone import phone_normalize
 
 #: Rows of the import results table; a file of 100,000 bad rows would otherwise make a page no one reads.
 IMPORT_ERRORS_SHOWN = 1000
+#: Who may record consent changes, staff opt-outs included.
+STAFF_OPT_OUT_PERMISSION = "compliance.add_consentevent"
+#: Contacts named on the opt-out confirmation page (all selected ones are opted out).
+OPT_OUT_CONTACTS_SHOWN = 100
+
+
+class StaffOptOutForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="Why, and how the person asked (e.g. “Called on 10 June asking to stop all messages”). "
+        "Kept, encrypted, as the evidence of the opt-out.",
+    )
 
 
 @admin.register(Tag)
@@ -40,10 +59,102 @@ class ContactAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
     change_list_template = "admin/messaging/contact/change_list.html"
-    actions = ["export_selected_csv"]
+    actions = ["export_selected_csv", "staff_opt_out"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tags")
+
+    # --- Consent: a read-only section on the change page, and the staff opt-out action ---
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "consent_summary"] if obj is not None else fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        fields = [f for _, options in fieldsets for f in options["fields"] if f != "consent_summary"]
+        return [
+            (None, {"fields": fields}),
+            (
+                "Consent",
+                {
+                    "fields": ["consent_summary"],
+                    "description": "From the consent ledger; changed only by the person (opt-in page, "
+                    "STOP, the API) or by the “Opt out (staff)” action on the contact list.",
+                },
+            ),
+        ]
+
+    @admin.display(description="current consent")
+    def consent_summary(self, contact: Contact):
+        states = consent_current(contact_id=contact.pk)
+        rows = []
+        for purpose, label in Purpose.choices:
+            state = states.get(purpose)
+            if state is None:
+                rows.append((label, "none", "—", ""))
+                continue
+            source = ConsentSource(state["last_event__source"]).label if state["last_event__source"] else ""
+            changed = timezone.localtime(state["changed_at"]).strftime("%Y-%m-%d %H:%M %Z")
+            rows.append((label, state["status"], changed, source))
+        body = format_html_join(
+            "",
+            '<tr><th scope="row">{}</th><td class="consent-status">{}</td><td>{}</td><td>{}</td></tr>',
+            rows,
+        )
+        return format_html(
+            '<table id="consent-summary"><thead><tr><th scope="col">Purpose</th><th scope="col">Status</th>'
+            '<th scope="col">Last change</th><th scope="col">Via</th></tr></thead><tbody>{}</tbody></table>',
+            body,
+        )
+
+    def has_consent_opt_out_permission(self, request) -> bool:
+        return request.user.has_perm(STAFF_OPT_OUT_PERMISSION)
+
+    @admin.action(description="Opt out (staff) of all messages…", permissions=["consent_opt_out"])
+    def staff_opt_out(self, request, queryset):
+        """Record an opt-out of every purpose for the selected contacts, after a confirmation page that
+        asks for the reason (the evidence a staff opt-out needs)."""
+        if not self.has_consent_opt_out_permission(request):
+            raise PermissionDenied
+        form = StaffOptOutForm(request.POST if "confirm" in request.POST else None)
+        contacts = list(queryset.prefetch_related(None).only("id", "phone_number", "profile_name"))
+        if form.is_bound and form.is_valid():
+            evidence = Evidence(staff_user_id=request.user.id, reason=form.cleaned_data["reason"])
+            with transaction.atomic():
+                for contact in contacts:
+                    consent_opt_out_everywhere(
+                        contact_id=contact.id,
+                        phone_number=contact.phone_number,
+                        source=ConsentSource.STAFF,
+                        evidence=evidence,
+                    )
+            for contact in contacts:
+                # The reason stays in the ledger (encrypted); the admin history only says it happened.
+                self.log_change(request, contact, "Opted out of all messages (staff).")
+            self.message_user(
+                request,
+                f"Opted out {len(contacts)} contact{'s' if len(contacts) != 1 else ''} of all messages "
+                "(marketing, utility and authentication), effective immediately.",
+                messages.SUCCESS,
+            )
+            return None  # back to the list
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Opt out (staff) of all messages",
+            "form": form,
+            "contacts": contacts[:OPT_OUT_CONTACTS_SHOWN],
+            "contacts_hidden": max(0, len(contacts) - OPT_OUT_CONTACTS_SHOWN),
+            "count": len(contacts),
+            "select_across": request.POST.get("select_across") == "1",
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "changelist_url": self._changelist_url(),
+        }
+        return TemplateResponse(request, "admin/messaging/contact/opt_out_confirm.html", context)
 
     def get_search_results(self, request, queryset, search_term):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)

@@ -5,7 +5,6 @@ from functools import cache
 import phonenumbers
 from django import forms
 from django.conf import settings
-from phonenumbers import geocoder
 
 from messaging.contact_csv import MAX_FILE_BYTES
 from messaging.models import Contact
@@ -15,6 +14,9 @@ from messaging.phone import phone_normalize
 @cache
 def region_choices() -> list[tuple[str, str]]:
     """Every region libphonenumber knows, as ("GB", "United Kingdom (GB, +44)"), sorted by name."""
+    # Imported here: the geocoder's data costs every process ~100 MB, and only this admin form needs it.
+    from phonenumbers import geocoder
+
     choices = []
     for region in phonenumbers.SUPPORTED_REGIONS:
         example = phonenumbers.example_number(region)

@@ -20,14 +20,45 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "messaging.view_tag",
         "messaging.add_tag",
         "messaging.view_sender",
+        "templates_app.view_messagetemplate",
+        "templates_app.add_messagetemplate",
+        "templates_app.change_messagetemplate",
     },
-    APPROVER: {"messaging.view_contact", "messaging.view_tag", "messaging.view_sender"},
-    AUDITOR: {"messaging.view_contact", "messaging.view_tag", "messaging.view_sender"},
+    # Reviews templates before they go to Meta (never their own: templates_app.services enforces it).
+    APPROVER: {
+        "messaging.view_contact",
+        "messaging.view_tag",
+        "messaging.view_sender",
+        "templates_app.view_messagetemplate",
+        "templates_app.review_template",
+    },
+    # Reads everything about consent (ledger, current state, texts, exports, staff audit trail) and
+    # exports the ledger; changes nothing.
+    AUDITOR: {
+        "messaging.view_contact",
+        "messaging.view_tag",
+        "messaging.view_sender",
+        "templates_app.view_messagetemplate",
+        "compliance.view_consentevent",
+        "compliance.view_consentstate",
+        "compliance.view_consenttext",
+        "compliance.view_consentexport",
+        "compliance.view_staffauditentry",
+        "compliance.export_consent",
+    },
+    # An auditor's reading and exporting, plus writing new consent wording.
     COMPLIANCE_OFFICER: {
         "messaging.view_contact",
         "messaging.change_contact",
         "messaging.view_tag",
         "messaging.view_sender",
+        "compliance.view_consentevent",
+        "compliance.view_consentstate",
+        "compliance.view_consenttext",
+        "compliance.add_consenttext",
+        "compliance.view_consentexport",
+        "compliance.view_staffauditentry",
+        "compliance.export_consent",
     },
 }
 

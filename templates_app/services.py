@@ -217,8 +217,8 @@ def template_sync(*, waba_id: str, backend: WhatsAppBackend | None = None) -> di
                 .first()
             )
             created = template is None
-            if not created and template.status in LOCAL_STATUSES and not template.meta_template_id:
-                # Someone is still writing a template of that name here: never overwrite their draft.
+            if not created and template.status in LOCAL_STATUSES:
+                # Someone is writing (or reworking) this template here: never overwrite their draft.
                 counts["conflicts"] += 1
                 continue
             if created:

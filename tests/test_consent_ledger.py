@@ -211,3 +211,11 @@ def test_people_have_separate_keys(text, contact):
     stranger_key = ConsentSubject.objects.get(contact_id=contact.id).wrapped_key
     with pytest.raises(crypto.EvidenceUnavailable):
         crypto.evidence_decrypt(stranger_key, event.evidence_ciphertext)
+
+
+def test_events_recorded_with_a_local_time_offset_still_verify(text, contact):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    opt_in(contact, occurred_at=datetime(2026, 3, 8, 1, 59, tzinfo=ZoneInfo("America/Chicago")))
+    assert ledger_verify().ok

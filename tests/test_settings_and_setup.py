@@ -50,7 +50,9 @@ def test_production_refuses_to_start_without_a_real_secret_key(key):
 
 
 def test_production_refuses_to_start_without_a_ledger_encryption_key():
-    result = _manage("check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY=STRONG_KEY, DJANGO_ALLOWED_HOSTS="x.example")
+    result = _manage(
+        "check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY=STRONG_KEY, DJANGO_ALLOWED_HOSTS="x.example"
+    )
     assert result.returncode != 0
     assert "CONSENT_ENCRYPTION_KEY" in result.stderr
 

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,51 +14,171 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='MessageTemplate',
+            name="MessageTemplate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('waba_id', models.CharField(max_length=32, verbose_name='WhatsApp Business Account id')),
-                ('name', models.CharField(max_length=512)),
-                ('language', models.CharField(help_text="Meta's language code, e.g. en_US", max_length=16)),
-                ('category', models.CharField(choices=[('MARKETING', 'marketing'), ('UTILITY', 'utility'), ('AUTHENTICATION', 'authentication')], max_length=16)),
-                ('parameter_format', models.CharField(choices=[('POSITIONAL', 'positional ({{1}}, {{2}}, …)'), ('NAMED', 'named ({{first_name}}, …)')], default='POSITIONAL', max_length=16)),
-                ('components', models.JSONField(default=list)),
-                ('meta_template_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('status', models.CharField(choices=[('DRAFT', 'draft'), ('IN_INTERNAL_REVIEW', 'awaiting internal review'), ('APPROVED_INTERNALLY', 'approved internally, not submitted'), ('PENDING', "pending Meta's review"), ('APPROVED', 'approved'), ('REJECTED', 'rejected'), ('PAUSED', 'paused'), ('DISABLED', 'disabled'), ('IN_APPEAL', 'in appeal'), ('PENDING_DELETION', 'pending deletion'), ('DELETED', 'deleted'), ('LIMIT_EXCEEDED', 'limit exceeded'), ('ARCHIVED', 'archived'), ('UNKNOWN', 'unknown')], db_index=True, default='DRAFT', max_length=24)),
-                ('rejected_reason', models.CharField(blank=True, max_length=200)),
-                ('meta_recommendation', models.TextField(blank=True, help_text='What Meta suggests changing, when it says.')),
-                ('last_error', models.TextField(blank=True, help_text="Meta's answer to the last failed submission.")),
-                ('quality_rating', models.CharField(choices=[('GREEN', 'high'), ('YELLOW', 'medium'), ('RED', 'low'), ('UNKNOWN', 'unknown')], default='UNKNOWN', max_length=8)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('synced_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('reviewed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("waba_id", models.CharField(max_length=32, verbose_name="WhatsApp Business Account id")),
+                ("name", models.CharField(max_length=512)),
+                ("language", models.CharField(help_text="Meta's language code, e.g. en_US", max_length=16)),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("MARKETING", "marketing"),
+                            ("UTILITY", "utility"),
+                            ("AUTHENTICATION", "authentication"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "parameter_format",
+                    models.CharField(
+                        choices=[
+                            ("POSITIONAL", "positional ({{1}}, {{2}}, …)"),
+                            ("NAMED", "named ({{first_name}}, …)"),
+                        ],
+                        default="POSITIONAL",
+                        max_length=16,
+                    ),
+                ),
+                ("components", models.JSONField(default=list)),
+                ("meta_template_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("DRAFT", "draft"),
+                            ("IN_INTERNAL_REVIEW", "awaiting internal review"),
+                            ("APPROVED_INTERNALLY", "approved internally, not submitted"),
+                            ("PENDING", "pending Meta's review"),
+                            ("APPROVED", "approved"),
+                            ("REJECTED", "rejected"),
+                            ("PAUSED", "paused"),
+                            ("DISABLED", "disabled"),
+                            ("IN_APPEAL", "in appeal"),
+                            ("PENDING_DELETION", "pending deletion"),
+                            ("DELETED", "deleted"),
+                            ("LIMIT_EXCEEDED", "limit exceeded"),
+                            ("ARCHIVED", "archived"),
+                            ("UNKNOWN", "unknown"),
+                        ],
+                        db_index=True,
+                        default="DRAFT",
+                        max_length=24,
+                    ),
+                ),
+                ("rejected_reason", models.CharField(blank=True, max_length=200)),
+                (
+                    "meta_recommendation",
+                    models.TextField(blank=True, help_text="What Meta suggests changing, when it says."),
+                ),
+                (
+                    "last_error",
+                    models.TextField(blank=True, help_text="Meta's answer to the last failed submission."),
+                ),
+                (
+                    "quality_rating",
+                    models.CharField(
+                        choices=[
+                            ("GREEN", "high"),
+                            ("YELLOW", "medium"),
+                            ("RED", "low"),
+                            ("UNKNOWN", "unknown"),
+                        ],
+                        default="UNKNOWN",
+                        max_length=8,
+                    ),
+                ),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                ("synced_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "reviewed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name', 'language'],
-                'permissions': [('review_template', 'Can approve or reject templates before they go to Meta')],
+                "ordering": ["name", "language"],
+                "permissions": [
+                    ("review_template", "Can approve or reject templates before they go to Meta")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='TemplateStatusChange',
+            name="TemplateStatusChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('old_status', models.CharField(blank=True, max_length=24)),
-                ('new_status', models.CharField(max_length=24)),
-                ('reason', models.TextField(blank=True)),
-                ('source', models.CharField(choices=[('staff', 'Staff'), ('submit', 'Submit'), ('sync', 'Sync'), ('webhook', 'Webhook')], max_length=16)),
-                ('changed_at', models.DateTimeField(auto_now_add=True)),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('template', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='status_changes', to='templates_app.messagetemplate')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("old_status", models.CharField(blank=True, max_length=24)),
+                ("new_status", models.CharField(max_length=24)),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("staff", "Staff"),
+                            ("submit", "Submit"),
+                            ("sync", "Sync"),
+                            ("webhook", "Webhook"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("changed_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "template",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="status_changes",
+                        to="templates_app.messagetemplate",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
+                "ordering": ["-changed_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='messagetemplate',
-            constraint=models.UniqueConstraint(fields=('waba_id', 'name', 'language'), name='unique_template_name_language_per_waba'),
+            model_name="messagetemplate",
+            constraint=models.UniqueConstraint(
+                fields=("waba_id", "name", "language"), name="unique_template_name_language_per_waba"
+            ),
         ),
     ]
