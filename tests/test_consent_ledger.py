@@ -219,3 +219,16 @@ def test_events_recorded_with_a_local_time_offset_still_verify(text, contact):
 
     opt_in(contact, occurred_at=datetime(2026, 3, 8, 1, 59, tzinfo=ZoneInfo("America/Chicago")))
     assert ledger_verify().ok
+
+
+def test_rebuild_command_restores_a_lost_projection(text, contact):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    opt_in(contact)
+    ConsentState.objects.all().delete()
+    out = StringIO()
+    call_command("rebuild_consent_state", stdout=out)
+    assert "Rebuilt 1" in out.getvalue()
+    assert consent_status(contact_id=contact.id, purpose="marketing") == ConsentStatus.GRANTED
