@@ -125,6 +125,8 @@ CELERY_BEAT_SCHEDULE = {
     # Mirror Meta's template statuses, quality and categories; webhooks usually arrive first, this
     # catches the ones that did not. The task skips a run while the previous one is still going.
     "templates-sync": {"task": "templates_app.tasks.sync_templates", "schedule": 15 * 60},
+    # Enqueue due messages (deferred, retried, orphaned) and settle sends abandoned by dead workers.
+    "messages-dispatch-due": {"task": "messaging.tasks.dispatch_due_messages", "schedule": 30},
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------

@@ -58,6 +58,8 @@ class Contact(models.Model):
         help_text="IANA name, e.g. America/Chicago",
     )
     tags = models.ManyToManyField(Tag, blank=True, related_name="contacts")
+    # When the person last wrote to us: opens the 24-hour customer-service window.
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -82,6 +84,9 @@ class Sender(models.Model):
     )
     is_default = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
+    # Set when Meta refuses our credentials or account: sending stops, messages stay queued.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -145,3 +150,161 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} webhook {self.body_sha256[:12]} ({self.state})"
+
+
+class MessageStatus(models.TextChoices):
+    DRAFT = "draft"
+    PENDING_APPROVAL = "pending_approval", "waiting for approval"
+    REJECTED = "rejected"
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    SENDING = "sending"
+    UNCONFIRMED = "unconfirmed", "sent?: awaiting Meta's confirmation"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    BLOCKED = "blocked", "blocked by policy"
+    CANCELLED = "cancelled"
+    RECEIVED = "received"  # inbound messages
+
+
+#: Delivery progress only moves up this ladder (Meta's statuses arrive late, twice and out of order).
+DELIVERY_RANK = {MessageStatus.SENT: 1, MessageStatus.DELIVERED: 2, MessageStatus.READ: 3}
+FINAL_STATUSES = frozenset(
+    {MessageStatus.REJECTED, MessageStatus.FAILED, MessageStatus.BLOCKED, MessageStatus.CANCELLED}
+)
+
+
+class Message(models.Model):
+    """One WhatsApp message, outbound or inbound.
+
+    Outbound lifecycle:
+
+        draft ─▶ pending_approval ─▶ queued ─▶ sending ─▶ sent ─▶ delivered ─▶ read
+                      │                │  ▲       │ │
+                      ▼                ▼  │       │ └─▶ unconfirmed (request may have left: reconcile, never resend)
+                  rejected          deferred      └─▶ failed | blocked (the gate said no right before sending)
+                                   (quiet hours, retry backoff, paused sender)
+
+    `queued`/`deferred` rows with `next_attempt_at` due are the work queue (one partial index).
+    Sending claims a row with one conditional UPDATE (queued → sending), so two workers, or a task
+    delivered twice, never send it twice.
+    """
+
+    class Direction(models.TextChoices):
+        OUTBOUND = "outbound"
+        INBOUND = "inbound"
+
+    class Kind(models.TextChoices):
+        TEXT = "text"
+        IMAGE = "image"
+        VIDEO = "video"
+        AUDIO = "audio"
+        DOCUMENT = "document"
+        STICKER = "sticker"
+        LOCATION = "location"
+        CONTACTS = "contacts"
+        TEMPLATE = "template"
+        INTERACTIVE = "interactive"
+        REACTION = "reaction"
+        UNSUPPORTED = "unsupported"
+
+    direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.OUTBOUND)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    sender = models.ForeignKey(Sender, on_delete=models.PROTECT, related_name="messages")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # The object Meta expects under the key named by `kind` (outbound), or Meta's message (inbound).
+    content = models.JSONField(default=dict)
+    preview = models.TextField(blank=True, help_text="What the customer reads, as plain text.")
+    template = models.ForeignKey(
+        "templates_app.MessageTemplate",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="messages",
+    )
+    template_category = models.CharField(max_length=16, blank=True)
+    reply_to = models.CharField(max_length=128, blank=True, help_text="wamid this message answers")
+    status = models.CharField(max_length=20, choices=MessageStatus.choices, default=MessageStatus.DRAFT)
+    provider_message_id = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_title = models.CharField(max_length=255, blank=True)
+    error_details = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    pricing_category = models.CharField(max_length=32, blank=True)
+    pricing_type = models.CharField(max_length=32, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    rejection_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="message_work_queue",
+                condition=models.Q(status__in=["queued", "deferred"]),
+            ),
+            models.Index(fields=["contact", "-created_at"]),
+            models.Index(fields=["status", "-created_at"]),
+        ]
+        permissions = [
+            ("approve_message", "Can approve or reject messages written by others"),
+            ("send_without_approval", "Can send messages without a second person's approval"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.kind} to {self.contact_id} ({self.status})"
+
+
+class MessageStatusEvent(models.Model):
+    """The message's timeline: every status it reached, when, and who or what said so."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="status_events")
+    status = models.CharField(max_length=20, choices=MessageStatus.choices)
+    source = models.CharField(max_length=16)  # api, admin, worker, webhook, gate
+    detail = models.TextField(blank=True)
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.status} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ProviderCall(models.Model):
+    """One request to the provider (the delivery log), with tokens and phone numbers redacted."""
+
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="provider_calls"
+    )
+    backend = models.CharField(max_length=32)
+    method = models.CharField(max_length=8)
+    url = models.CharField(max_length=500)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    elapsed_ms = models.PositiveIntegerField(default=0)
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url} → {self.http_status or self.error[:40]}"

@@ -20,3 +20,28 @@ from celery import shared_task
 def worker_ping() -> dict:
     """Return proof of execution: which host and process ran this task."""
     return {"pong": True, "hostname": socket.gethostname(), "pid": os.getpid()}
+
+
+@shared_task(name="messaging.tasks.send_message", acks_late=True, reject_on_worker_lost=True)
+def send_message(message_id: int) -> str:
+    """Send one message. Safe to run twice or concurrently (the claim lets one run through), and safe
+    to redeliver after a crash (acks_late): the pipeline never repeats a request that may have left."""
+    from messaging.sending import message_send
+
+    outcome = message_send(message_id)
+    if outcome.retry_at is not None and not send_message.app.conf.task_always_eager:
+        send_message.apply_async((message_id,), eta=outcome.retry_at)
+    return outcome.status
+
+
+@shared_task(name="messaging.tasks.dispatch_due_messages")
+def dispatch_due_messages() -> int:
+    """Periodic safety net: enqueue every due message (a lost task, a deferred message whose time has
+    come, a paused sender back in service) and settle sends abandoned by dead workers."""
+    from messaging.sending import messages_due, messages_unstick
+
+    messages_unstick()
+    due = messages_due()
+    for message_id in due:
+        send_message.delay(message_id)
+    return len(due)

@@ -76,6 +76,10 @@ class WhatsAppBackend:
 
     # --- Messages ---------------------------------------------------------------------------------
 
+    def message_endpoint(self, sender: SenderRef) -> str:
+        """Where `send` posts, for the delivery log."""
+        return f"{self.name}://{sender.phone_number_id}/messages"
+
     def send(self, *, sender: SenderRef, message: OutgoingMessage) -> SendResult:
         """Send one message; return Meta's id for it or raise a WhatsAppError subclass."""
         payload = self.build_message_payload(message)

@@ -48,6 +48,9 @@ class CloudBackend(WhatsAppBackend):
             }
         )
 
+    def message_endpoint(self, sender: SenderRef) -> str:
+        return f"{self.base_url}/{sender.phone_number_id}/messages"
+
     def _post_message(self, sender: SenderRef, payload: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", f"{sender.phone_number_id}/messages", json=payload)
 

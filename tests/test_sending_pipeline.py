@@ -1,0 +1,249 @@
+"""The sending pipeline: claim once, ask the gate again, respect the sender's limit, record Meta's
+answer, and never send twice."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.utils import timezone
+
+from compliance.services import Evidence, consent_opt_out_everywhere, consent_record, consent_text_create
+from messaging.models import Message, MessageStatus, ProviderCall, Sender
+from messaging.outbound import MessageRefused, message_approve, message_compose, message_reject
+from messaging.sending import message_send, messages_due, messages_unstick
+from messaging.whatsapp import WhatsAppApiError, WhatsAppTransportError
+from messaging.whatsapp.memory import MemoryBackend
+from tests.factories import ContactFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def contact():
+    # Wrote to us an hour ago: the 24-hour window is open for free-form messages.
+    return ContactFactory(phone_number="+15550123456", last_inbound_at=timezone.now() - timedelta(hours=1))
+
+
+@pytest.fixture
+def composer():
+    return UserFactory(username="composer")
+
+
+@pytest.fixture
+def approver():
+    user = UserFactory(username="approver")
+    user.user_permissions.add(Permission.objects.get(codename="approve_message"))
+    return user
+
+
+def compose(composer, text="Your order shipped.", to="+1 (555) 012-3456"):
+    return message_compose(to_number=to, message_type="text", data={"text": text}, created_by=composer)
+
+
+def test_a_message_waits_for_a_second_person_then_sends(
+    contact, composer, approver, django_capture_on_commit_callbacks
+):
+    message = compose(composer)
+    assert message.status == MessageStatus.PENDING_APPROVAL
+    assert MemoryBackend.outbox == []
+    with pytest.raises(PermissionDenied):
+        message_approve(message=message, approver=composer)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        message_approve(message=message, approver=approver)  # eager Celery: sent on commit
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert message.provider_message_id.startswith("wamid.")
+    assert message.approved_by == approver
+    (sent,) = MemoryBackend.outbox
+    assert sent["payload"] == {
+        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "15550123456", "type": "text",
+        "text": {"body": "Your order shipped.", "preview_url": False}, "biz_opaque_callback_data": str(message.pk),
+    }  # fmt: skip
+    assert [e.status for e in message.status_events.all()] == [
+        "draft",
+        "pending_approval",
+        "queued",
+        "sending",
+        "sent",
+    ]
+    call = ProviderCall.objects.get(message=message)
+    assert call.http_status == 200 and "5550123456" not in call.request_body
+
+
+def test_trusted_composers_skip_approval(contact, composer, django_capture_on_commit_callbacks):
+    composer.user_permissions.add(Permission.objects.get(codename="send_without_approval"))
+    composer = type(composer).objects.get(pk=composer.pk)  # fresh permission cache
+    with django_capture_on_commit_callbacks(execute=True):
+        message = compose(composer)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+
+
+def test_rejection_needs_a_reason_and_sends_nothing(contact, composer, approver):
+    message = compose(composer)
+    message_reject(message=message, approver=approver, reason="Wrong order number")
+    message.refresh_from_db()
+    assert (message.status, message.rejection_reason) == (MessageStatus.REJECTED, "Wrong order number")
+    assert MemoryBackend.outbox == []
+
+
+def test_free_form_outside_the_window_is_refused_at_compose(composer):
+    ContactFactory(phone_number="+15550123456", last_inbound_at=timezone.now() - timedelta(hours=30))
+    with pytest.raises(MessageRefused) as excinfo:
+        compose(composer)
+    assert excinfo.value.code == "window_closed"
+    assert not Message.objects.exists()
+
+
+def test_the_gate_is_asked_again_right_before_sending(
+    contact, composer, approver, django_capture_on_commit_callbacks
+):
+    message = compose(composer)
+    # Between approval and sending, the person texts STOP and never writes again.
+    consent_opt_out_everywhere(
+        contact_id=contact.id,
+        phone_number=contact.phone_number,
+        source="whatsapp_keyword",
+        evidence=Evidence(message_id="wamid.STOP"),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        message_approve(message=message, approver=approver)
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == (MessageStatus.BLOCKED, "opted_out")
+    assert MemoryBackend.outbox == []
+
+
+def _queued(contact, composer):
+    message = compose(composer)
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.QUEUED)
+    return message
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_concurrent_workers_send_a_message_exactly_once(contact, composer):
+    message = _queued(contact, composer)
+    outcomes = []
+    barrier = threading.Barrier(4)
+
+    def worker():
+        barrier.wait()
+        try:
+            outcomes.append(message_send(message.pk).status)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["not_claimed"] * 3 + ["sent"]
+    assert len(MemoryBackend.outbox) == 1
+
+
+def test_a_redelivered_task_after_success_does_nothing(contact, composer):
+    message = _queued(contact, composer)
+    assert message_send(message.pk).status == "sent"
+    assert message_send(message.pk).status == "not_claimed"
+    assert len(MemoryBackend.outbox) == 1
+
+
+def test_retryable_meta_errors_back_off_then_succeed(contact, composer):
+    message = _queued(contact, composer)
+    MemoryBackend.script(
+        WhatsAppApiError(message="(#131000) Something went wrong", code=131000, http_status=500)
+    )
+    outcome = message_send(message.pk)
+    message.refresh_from_db()
+    assert outcome.status == MessageStatus.QUEUED and outcome.retry_at > timezone.now()
+    assert (message.error_code, message.attempts) == ("131000", 1)
+    assert message_send(message.pk).status == "not_claimed"  # not due yet
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    assert message_send(message.pk).status == MessageStatus.SENT
+    assert len(MemoryBackend.outbox) == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error_code"),
+    [
+        (131026, MessageStatus.FAILED, "131026"),
+        (131047, MessageStatus.FAILED, "window_closed"),
+        (131049, MessageStatus.DEFERRED, "131049"),
+    ],
+)
+def test_meta_errors_are_classified(contact, composer, code, status, error_code):
+    message = _queued(contact, composer)
+    MemoryBackend.script(WhatsAppApiError(message=f"(#{code})", code=code, http_status=400))
+    message_send(message.pk)
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == (status, error_code)
+
+
+def test_an_auth_error_pauses_the_sender_and_keeps_the_message(contact, composer):
+    message = _queued(contact, composer)
+    MemoryBackend.script(WhatsAppApiError(message="Error validating access token", code=190, http_status=401))
+    message_send(message.pk)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED
+    sender = Sender.objects.get(pk=message.sender_id)
+    assert sender.paused_at is not None and "credentials" in sender.pause_reason
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    assert message_send(message.pk).status == MessageStatus.QUEUED  # still paused: nothing sent
+    assert len(MemoryBackend.outbox) == 1
+
+
+def test_a_timeout_after_the_request_left_is_never_resent_blindly(contact, composer):
+    message = _queued(contact, composer)
+    MemoryBackend.script(WhatsAppTransportError("read timed out", may_have_been_sent=True))
+    assert message_send(message.pk).status == MessageStatus.UNCONFIRMED
+    assert message.pk not in messages_due()
+
+
+def test_a_worker_dying_mid_send_leaves_the_message_unconfirmed(contact, composer):
+    message = _queued(contact, composer)
+    Message.objects.filter(pk=message.pk).update(
+        status=MessageStatus.SENDING, claimed_at=timezone.now() - timedelta(minutes=10)
+    )
+    assert messages_unstick() == 1
+    message.refresh_from_db()
+    assert message.status == MessageStatus.UNCONFIRMED
+    assert message_send(message.pk).status == "not_claimed"
+
+
+def test_meta_error_131050_records_a_marketing_opt_out(composer):
+    contact = ContactFactory(phone_number="+15550123456")
+    consent_text_create(version="v1", business_name="Acme", body="Offers on WhatsApp. Reply STOP to stop.")
+    consent_record(
+        contact_id=contact.id,
+        phone_number=contact.phone_number,
+        purpose="marketing",
+        action="opt_in",
+        source="api",
+        evidence=Evidence(ip_address="203.0.113.9"),
+        text_version="v1",
+    )
+    message = Message.objects.create(
+        contact=contact,
+        sender=Sender.objects.get_or_create(
+            phone_number_id="p1",
+            defaults={"display_phone_number": "+15550100009", "waba_id": "w", "label": "x"},
+        )[0],
+        kind="text",
+        content={"body": "x"},
+        status=MessageStatus.QUEUED,
+    )
+    Message.objects.filter(pk=message.pk).update(contact=contact)
+    contact.last_inbound_at = timezone.now()
+    contact.save()
+    MemoryBackend.script(
+        WhatsAppApiError(message="(#131050) Unable to deliver the message", code=131050, http_status=400)
+    )
+    message_send(message.pk)
+    from compliance.services import consent_status
+
+    assert consent_status(contact_id=contact.id, purpose="marketing") == "revoked"
