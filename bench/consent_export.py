@@ -10,8 +10,7 @@ throughput, and `ledger_verify` would reject the seeded ledger.
 
 Each side runs in a child process of its own, so each peak RSS (ru_maxrss) is that side's alone.
 Both include the process's footprint before the first row (`rss_before_mb`: Python, Django and the
-project's imports, ~170 MB here, 100 MB of it phonenumbers' geocoder data that messaging/forms.py
-imports); `rss_growth_mb` is what the export itself added.
+project's imports, ~75 MB here); `rss_growth_mb` is what the export itself added.
 
     BENCH_EXPORT_EVENTS=200000 DATABASE_URL=postgres://postgres@127.0.0.1:5432/test python -m bench.consent_export
 """
