@@ -280,3 +280,6 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+from messaging import admin_messages  # noqa: E402,F401

@@ -66,24 +66,44 @@ def _text(data: dict, field: str, *, limit: int, required: bool = False, label: 
     return value
 
 
+def _item_text(container: str, item: dict, field: str, **kwargs) -> str:
+    """`_text` for a field of a list item (a button, a section, a row): the error is filed under the
+    request's own field (`buttons`, `sections`); its message says which item and field."""
+    try:
+        return _text(item, field, **kwargs)
+    except ValidationError as exc:
+        error = exc.error_dict[field][0]
+        raise _fail(container, error.message, error.code) from None
+
+
 def build_text(data: dict) -> BuiltMessage:
     body = _text(data, "text", limit=TEXT_MAX, required=True, label="text")
-    return BuiltMessage("text", {"body": body, "preview_url": bool(data.get("preview_url", False))}, body)
+    preview_url = data.get("preview_url")
+    if preview_url is not None and not isinstance(preview_url, bool):
+        raise _fail("preview_url", "preview_url must be true or false.")  # "false" is truthy
+    return BuiltMessage("text", {"body": body, "preview_url": bool(preview_url)}, body)
 
 
 def build_media(data: dict) -> BuiltMessage:
     media = data.get("media")
     kind = data.get("media_type") or ""
+    if kind and kind not in MEDIA_KINDS:  # before any lookup: it may be a list or an unknown type
+        raise _fail("media_type", f"media_type must be one of {', '.join(MEDIA_KINDS)}.")
     if isinstance(media, dict):
         media_id, link = str(media.get("id") or ""), str(media.get("link") or "")
+    elif media is not None and (not isinstance(media, str | int) or isinstance(media, bool)):
+        raise _fail("media", "media must be a link, a media id, or an object with id or link.")
     else:
         media_id, link = "", str(media or "")
-        if link and not link.startswith(("http://", "https://")):
+        if link and "://" not in link:
             media_id, link = link, ""  # an uploaded media id
     if not media_id and not link:
         raise _fail("media", "Give a public https link or an uploaded media id.", "required")
     if link:
-        parsed = urlparse(link)
+        try:
+            parsed = urlparse(link)
+        except ValueError:  # e.g. "https://[::1/a.jpg": an unclosed IPv6 host
+            raise _fail("media", "Media links must be public https URLs.") from None
         if parsed.scheme != "https" or not parsed.netloc:
             raise _fail("media", "Media links must be public https URLs.")
         extension = posixpath.splitext(parsed.path.lower())[1]
@@ -116,10 +136,13 @@ def build_media(data: dict) -> BuiltMessage:
 
 
 def build_location(data: dict) -> BuiltMessage:
-    try:
-        latitude, longitude = float(data.get("latitude")), float(data.get("longitude"))
-    except (TypeError, ValueError):
-        raise _fail("latitude", "latitude and longitude must be numbers.", "required") from None
+    coordinates = []
+    for field in ("latitude", "longitude"):
+        try:
+            coordinates.append(float(data.get(field)))
+        except (TypeError, ValueError, OverflowError):
+            raise _fail(field, "latitude and longitude must be numbers.", "required") from None
+    latitude, longitude = coordinates
     if not -90 <= latitude <= 90:
         raise _fail("latitude", "latitude must be between -90 and 90.")
     if not -180 <= longitude <= 180:
@@ -155,11 +178,17 @@ def build_buttons(data: dict) -> BuiltMessage:
     for position, button in enumerate(buttons, start=1):
         if not isinstance(button, dict):
             raise _fail("buttons", f"Button {position} must have an id and a title.")
-        title = _text(
-            button, "title", limit=REPLY_BUTTON_TITLE_MAX, required=True, label=f"button {position} title"
+        title = _item_text(
+            "buttons",
+            button,
+            "title",
+            limit=REPLY_BUTTON_TITLE_MAX,
+            required=True,
+            label=f"button {position} title",
         )
         button_id = (
-            _text(button, "id", limit=REPLY_BUTTON_ID_MAX, label=f"button {position} id") or f"btn_{position}"
+            _item_text("buttons", button, "id", limit=REPLY_BUTTON_ID_MAX, label=f"button {position} id")
+            or f"btn_{position}"
         )
         if button_id in seen:
             raise _fail("buttons", f"Button ids must be unique; {button_id!r} repeats.")
@@ -182,7 +211,8 @@ def build_list(data: dict) -> BuiltMessage:
         rows = section.get("rows") if isinstance(section, dict) else None
         if not isinstance(rows, list) or not rows:
             raise _fail("sections", f"Section {s_index} needs at least one row.")
-        title = _text(
+        title = _item_text(
+            "sections",
             section,
             "title",
             limit=LIST_SECTION_TITLE_MAX,
@@ -197,14 +227,19 @@ def build_list(data: dict) -> BuiltMessage:
             if not isinstance(row, dict):
                 raise _fail("sections", f"Section {s_index} row {r_index} must have an id and a title.")
             where = f"section {s_index} row {r_index}"
-            row_title = _text(row, "title", limit=LIST_ROW_TITLE_MAX, required=True, label=f"{where} title")
-            row_id = _text(row, "id", limit=LIST_ROW_ID_MAX, label=f"{where} id") or f"row_{total}"
+            row_title = _item_text(
+                "sections", row, "title", limit=LIST_ROW_TITLE_MAX, required=True, label=f"{where} title"
+            )
+            row_id = (
+                _item_text("sections", row, "id", limit=LIST_ROW_ID_MAX, label=f"{where} id")
+                or f"row_{total}"
+            )
             if row_id in seen:
                 raise _fail("sections", f"Row ids must be unique; {row_id!r} repeats.")
             seen.add(row_id)
             item = {"id": row_id, "title": row_title}
-            description = _text(
-                row, "description", limit=LIST_ROW_DESCRIPTION_MAX, label=f"{where} description"
+            description = _item_text(
+                "sections", row, "description", limit=LIST_ROW_DESCRIPTION_MAX, label=f"{where} description"
             )
             if description:
                 item["description"] = description

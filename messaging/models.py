@@ -267,7 +267,8 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.direction} {self.kind} to {self.contact_id} ({self.status})"
+        arrow = "to" if self.direction == self.Direction.OUTBOUND else "from"
+        return f"#{self.pk} {self.kind} {arrow} contact {self.contact_id} ({self.get_status_display()})"
 
 
 class MessageStatusEvent(models.Model):

@@ -96,6 +96,31 @@ def compose_content(*, message_type: str, data: dict[str, Any], sender: Sender) 
     return ComposedContent("template", rendered.payload, rendered.preview, template)
 
 
+def _fill(
+    message: Message, *, composed: ComposedContent, contact: Contact, sender: Sender, reply_to: str
+) -> None:
+    message.contact, message.sender, message.reply_to = contact, sender, reply_to
+    message.kind, message.content, message.preview = composed.kind, composed.content, composed.preview
+    message.template = composed.template
+    message.template_category = composed.template.category if composed.template else ""
+
+
+def _refuse_unless_allowed(message: Message) -> None:
+    decision = gate_check(message_facts(message, timezone.now()))
+    if decision.verdict is Verdict.DENY:
+        raise MessageRefused(decision.code, decision.detail)
+
+
+def _submit(message: Message, *, user, source: str) -> None:
+    """Into the approval queue, or straight out for people trusted to send without approval."""
+    if user is not None and user.has_perm(SEND_WITHOUT_APPROVAL):
+        _release(message, approver=user, detail="sent without approval (trusted sender)")
+        return
+    message.status = MessageStatus.PENDING_APPROVAL
+    message.save(update_fields=["status"])
+    record_status(message, MessageStatus.PENDING_APPROVAL, source=source)
+
+
 @transaction.atomic
 def message_compose(
     *,
@@ -111,33 +136,61 @@ def message_compose(
     for a message that may not go out (its code says why). Deferred by quiet hours is accepted."""
     sender = _sender_for(from_number)
     composed = compose_content(message_type=message_type, data=data, sender=sender)
-    contact = _contact_for(to_number)
-    message = Message(
-        contact=contact,
-        sender=sender,
-        kind=composed.kind,
-        content=composed.content,
-        preview=composed.preview,
-        template=composed.template,
-        template_category=composed.template.category if composed.template else "",
-        reply_to=reply_to,
-        created_by=created_by,
-        status=MessageStatus.DRAFT,
-    )
-    message.contact = contact
-    decision = gate_check(message_facts(message, timezone.now()))
-    if decision.verdict is Verdict.DENY:
-        raise MessageRefused(decision.code, decision.detail)
+    message = Message(created_by=created_by, status=MessageStatus.DRAFT)
+    _fill(message, composed=composed, contact=_contact_for(to_number), sender=sender, reply_to=reply_to)
+    _refuse_unless_allowed(message)
     message.save()
     record_status(message, MessageStatus.DRAFT, source="compose")
     if submit:
-        trusted = created_by is not None and created_by.has_perm(SEND_WITHOUT_APPROVAL)
-        if trusted:
-            _release(message, approver=created_by, detail="sent without approval (trusted sender)")
-        else:
-            message.status = MessageStatus.PENDING_APPROVAL
-            message.save(update_fields=["status"])
-            record_status(message, MessageStatus.PENDING_APPROVAL, source="compose")
+        _submit(message, user=created_by, source="compose")
+    return message
+
+
+@transaction.atomic
+def draft_update(
+    *,
+    message: Message,
+    editor,
+    to_number: str,
+    message_type: str,
+    data: dict[str, Any],
+    from_number: str | None = None,
+    reply_to: str = "",
+    submit: bool = False,
+) -> Message:
+    """The author replaces a draft's content (same rules and refusals as message_compose) and, with
+    `submit`, sends it for approval (or out, for people trusted to send without approval)."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    if message.status != MessageStatus.DRAFT:
+        raise ValidationError("Only drafts can be edited.", code="invalid_state")
+    if message.created_by_id != editor.pk:
+        raise PermissionDenied("Only the author of a draft can edit it.")
+    sender = _sender_for(from_number)
+    composed = compose_content(message_type=message_type, data=data, sender=sender)
+    _fill(message, composed=composed, contact=_contact_for(to_number), sender=sender, reply_to=reply_to)
+    _refuse_unless_allowed(message)
+    message.save()
+    record_status(message, MessageStatus.DRAFT, source="admin", detail=f"edited by {editor.get_username()}")
+    if submit:
+        _submit(message, user=editor, source="admin")
+    return message
+
+
+@transaction.atomic
+def message_cancel(*, message: Message, user) -> Message:
+    """The author withdraws a draft or a message still waiting for approval."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    if message.status not in (MessageStatus.DRAFT, MessageStatus.PENDING_APPROVAL):
+        raise ValidationError(
+            "Only drafts and messages waiting for approval can be cancelled.", code="invalid_state"
+        )
+    if message.created_by_id != user.pk:
+        raise PermissionDenied("Only the author can cancel this message.")
+    message.status = MessageStatus.CANCELLED
+    message.save(update_fields=["status"])
+    record_status(
+        message, MessageStatus.CANCELLED, source="admin", detail=f"cancelled by {user.get_username()}"
+    )
     return message
 
 

@@ -23,6 +23,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "templates_app.view_messagetemplate",
         "templates_app.add_messagetemplate",
         "templates_app.change_messagetemplate",
+        # Writes messages (drafts, submissions); a second person approves them.
+        "messaging.add_message",
+        "messaging.view_message",
     },
     # Reviews templates before they go to Meta (never their own: templates_app.services enforces it).
     APPROVER: {
@@ -31,6 +34,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "messaging.view_sender",
         "templates_app.view_messagetemplate",
         "templates_app.review_template",
+        # Approves or rejects messages written by others (never their own: messaging.outbound).
+        "messaging.view_message",
+        "messaging.approve_message",
     },
     # Reads everything about consent (ledger, current state, texts, exports, staff audit trail) and
     # exports the ledger; changes nothing.
@@ -45,6 +51,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "compliance.view_consentexport",
         "compliance.view_staffauditentry",
         "compliance.export_consent",
+        # Every message, its timeline and the delivery log (requests to the provider, redacted).
+        "messaging.view_message",
+        "messaging.view_providercall",
     },
     # An auditor's reading and exporting, plus writing new consent wording.
     COMPLIANCE_OFFICER: {

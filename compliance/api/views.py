@@ -10,13 +10,9 @@ the most specific reason found (`invalid_phone_number`, `consent_text_required`,
 field. Compliance never imports messaging: contacts are found through `compliance.contacts.directory()`.
 """
 
-import hashlib
-import json
-from typing import Any
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
@@ -55,11 +51,10 @@ from compliance.services import (
     next_status,
 )
 from compliance.signals import double_opt_in_requested
+from config import idempotency
+from config.idempotency import idempotent
 
-IDEMPOTENCY_TTL = 24 * 60 * 60
-#: How long a key stays claimed by a request still being processed (it is released on failure).
-IDEMPOTENCY_IN_PROGRESS_TTL = 60
-IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_SCOPE = "compliance:consents"
 
 #: Codes more specific than `validation_error`: the first one found becomes the response's `code`.
 SPECIFIC_CODES = frozenset(
@@ -132,10 +127,6 @@ class CodedErrorsMixin:
         if isinstance(exc, CodedValidationError) and isinstance(response.data, dict):
             response.data["code"] = exc.api_code
         return response
-
-
-def _conflict(code: str, detail: str) -> Response:
-    return Response({"code": code, "detail": detail}, status=status.HTTP_409_CONFLICT)
 
 
 # --- Permissions ----------------------------------------------------------------------------------
@@ -215,14 +206,10 @@ def _contact_or_400(phone_number: str):
 
 def idempotency_cache_key(user_id: int, key: str) -> str:
     """Keys are per user: two integrators choosing the same key never see each other's responses."""
-    return f"compliance:consents:idempotency:{user_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+    return idempotency.cache_key(IDEMPOTENCY_SCOPE, user_id, key)
 
 
-def _fingerprint(data: Any) -> str:
-    if hasattr(data, "lists"):  # a form-encoded QueryDict
-        data = dict(data.lists())
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+_fingerprint = idempotency.fingerprint
 
 
 # --- Schema pieces --------------------------------------------------------------------------------
@@ -324,41 +311,12 @@ class ConsentListCreateView(CodedErrorsMixin, GenericAPIView):
         },
     )
     def post(self, request: Request) -> Response:
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            return Response(self._record(request), status=status.HTTP_201_CREATED)
-        if not key.strip() or len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
-            raise CodedValidationError(
-                "invalid_idempotency_key",
-                {
-                    "Idempotency-Key": [
-                        ErrorDetail("Use 1 to 255 characters.", code="invalid_idempotency_key")
-                    ]
-                },
-            )
-        cache_key = idempotency_cache_key(request.user.pk, key)
-        fingerprint = _fingerprint(request.data)
-        claim = {"fingerprint": fingerprint, "body": None}
-        if not cache.add(cache_key, claim, timeout=IDEMPOTENCY_IN_PROGRESS_TTL):
-            stored = cache.get(cache_key) or claim
-            if stored["fingerprint"] != fingerprint:
-                return _conflict(
-                    "idempotency_conflict", "This Idempotency-Key was already used with a different body."
-                )
-            if stored["body"] is None:
-                return _conflict(
-                    "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."
-                )
-            return Response(
-                stored["body"], status=status.HTTP_201_CREATED, headers={"Idempotent-Replayed": "true"}
-            )
-        try:
-            body = self._record(request)
-        except BaseException:
-            cache.delete(cache_key)
-            raise
-        cache.set(cache_key, {"fingerprint": fingerprint, "body": body}, timeout=IDEMPOTENCY_TTL)
-        return Response(body, status=status.HTTP_201_CREATED)
+        return idempotent(
+            request,
+            scope=IDEMPOTENCY_SCOPE,
+            handler=lambda: self._record(request),
+            status_code=status.HTTP_201_CREATED,
+        )
 
     def _record(self, request: Request) -> dict:
         serializer = ConsentCreateSerializer(data=request.data)

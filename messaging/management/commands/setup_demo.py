@@ -1,18 +1,23 @@
-"""Demo data for `make run`: the environment's sender, a few dozen contacts and an admin user whose
-credentials are printed. Safe to run again: it reuses what exists and resets only the demo password."""
+"""Demo data for `make run`: the environment's sender, a few dozen contacts, an admin user, and a
+composer and an approver to try the two-person message flow, all with printed credentials. Safe to run
+again: it reuses what exists and resets only the demo passwords."""
 
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from compliance.services import consent_text_create, consent_text_current
+from messaging import roles
 from messaging.models import Contact
 from messaging.phone import phone_normalize
 from messaging.services import contact_create, sender_sync_from_settings
 
 DEMO_USERNAME = "admin"
+#: Two staff users for the two-person flow: one writes a message, the other approves it.
+DEMO_ROLE_USERS = [("composer", roles.COMPOSER), ("approver", roles.APPROVER)]
 DEMO_BUSINESS = "Acme Outdoor Supply"
 DEMO_CONSENT_TEXT = (
     "By ticking a box you agree that Acme Outdoor Supply may send you the WhatsApp messages you chose, "
@@ -57,6 +62,18 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = user.is_active = True
         user.set_password(password)
         user.save()
+        role_passwords = []
+        for username, role in DEMO_ROLE_USERS:
+            role_password = secrets.token_urlsafe(12)
+            role_user, _ = get_user_model().objects.get_or_create(
+                username=username, defaults={"email": f"{username}@example.com"}
+            )
+            role_user.is_staff = role_user.is_active = True
+            role_user.is_superuser = False
+            role_user.set_password(role_password)
+            role_user.save()
+            role_user.groups.add(Group.objects.get_or_create(name=role)[0])
+            role_passwords.append((username, role, role_password))
         if sender:
             self.stdout.write(f"Sender: {sender}")
         self.stdout.write(f"Demo contacts: {Contact.objects.count()} ({created} new)")
@@ -69,3 +86,7 @@ class Command(BaseCommand):
             "  Opt-in:   http://127.0.0.1:8000/opt-in/\n"
             "  (the password is new on every `make run`)\n"
         )
+        self.stdout.write("  Try the two-person flow: one writes a message, the other approves it.")
+        for username, role, role_password in role_passwords:
+            self.stdout.write(f"  {role + ':':<10}{username} / {role_password}")
+        self.stdout.write("")
