@@ -6,8 +6,10 @@ test at all turns the run red, so a missing service can never pass silently.
 """
 
 import os
+import re
 import shutil
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -114,3 +116,67 @@ def authed_client(api_client, api_user):
     _, token = api_token_create(user=api_user, name="tests")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return api_client
+
+
+# --- Browser tests (marker `browser`): Debian's chromium driven by Playwright -----------------------
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BROWSER_TIMEOUT_MS = 10_000
+ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def screenshot(page, name: str, **options) -> str:
+    """Save a screenshot under test-artifacts/ (gitignored), one file per xdist worker."""
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    path = ARTIFACTS_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-{worker}.png"
+    page.screenshot(path=str(path), **options)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One chromium per test process (launching it is the slow part). The browser marker's check has
+    skipped (or, with REQUIRE_SERVICES, failed) the test before this runs when chromium is missing."""
+    from playwright.sync_api import sync_playwright
+
+    with pytest.MonkeyPatch.context() as patch:
+        # Playwright's sync API keeps an asyncio event loop running in this thread. Django sees it and
+        # refuses ORM calls (SynchronousOnlyOperation), although the factories and the database flush
+        # between browser steps are plain synchronous calls: nothing runs inside that loop.
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(
+                executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                yield launched
+            finally:
+                launched.close()
+
+
+@pytest.fixture
+def page(request, browser):
+    """A fresh desktop-sized context per test (no cookies leak between tests); JavaScript errors are
+    collected in `page.js_errors`, and a failing test leaves a screenshot."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    new_page = context.new_page()
+    errors: list[str] = []
+    new_page.on("pageerror", lambda exc: errors.append(str(exc)))
+    new_page.js_errors = errors
+    failed_before = request.session.testsfailed
+    yield new_page
+    # The call phase has been reported by the time teardown runs: a failure has been counted.
+    if request.session.testsfailed > failed_before:
+        print(f"screenshot: {screenshot(new_page, request.node.nodeid + '-failed', full_page=True)}")
+    context.close()

@@ -1,20 +1,17 @@
 """The public opt-in page on a phone-sized screen: Debian's chromium, driven by Playwright, against a
 live server. Screenshots of the form land in test-artifacts/ (gitignored) on every run, to look at."""
 
-import os
 import re
 
 import pytest
-from django.conf import settings
 
 from compliance.models import ConsentEvent
 from compliance.services import consent_evidence, consent_text_create
-from tests.conftest import chromium_path
-from tests.test_browser_admin import CHROMIUM_ARGS, TIMEOUT_MS
+from tests.conftest import BROWSER_TIMEOUT_MS
+from tests.conftest import screenshot as save_screenshot
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS_DIR = settings.BASE_DIR / "test-artifacts"
 PHONE_VIEWPORT = {"width": 390, "height": 844}
 BODY = (
     "Acme Bikes will send you WhatsApp messages about the things you choose above. "
@@ -22,29 +19,12 @@ BODY = (
 )
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as patch:
-        # As in test_browser_admin: Playwright's event loop makes Django refuse plain ORM calls otherwise.
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                yield browser
-            finally:
-                browser.close()
-
-
 @pytest.fixture
 def phone(browser):
     context = browser.new_context(
         viewport=PHONE_VIEWPORT, device_scale_factor=2, is_mobile=True, has_touch=True
     )
-    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     yield context.new_page()
     context.close()
 
@@ -58,9 +38,7 @@ def opt_in_page(transactional_db, live_server, settings):
 
 
 def screenshot(page, name: str) -> None:
-    ARTIFACTS_DIR.mkdir(exist_ok=True)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    page.screenshot(path=str(ARTIFACTS_DIR / f"opt-in-{name}-{worker}.png"), full_page=True)
+    save_screenshot(page, f"opt-in-{name}", full_page=True)
 
 
 def fits_the_screen(page) -> bool:

@@ -4,62 +4,18 @@ server. The WhatsApp preview beside the form follows what is typed, without a re
 Screenshots of the editor land in test-artifacts/ (gitignored) on every run, to look at.
 """
 
-import os
 import re
 
 import pytest
 from django.conf import settings
 
 from templates_app.models import MessageTemplate
-from tests.conftest import chromium_path
+from tests.conftest import screenshot
 from tests.factories import UserFactory
-from tests.test_browser_admin import CHROMIUM_ARGS, TIMEOUT_MS
 
 pytestmark = pytest.mark.browser
 
 PASSWORD = "a-long-composer-password-for-tests"
-ARTIFACTS_DIR = settings.BASE_DIR / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with pytest.MonkeyPatch.context() as patch:
-        # Playwright's sync API keeps an event loop running in this thread; the ORM calls between
-        # browser steps are plain synchronous calls (see tests/test_browser_admin.py).
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                yield browser
-            finally:
-                browser.close()
-
-
-@pytest.fixture
-def page(request, browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
-    failed_before = request.session.testsfailed
-    yield page
-    if request.session.testsfailed > failed_before:
-        screenshot(page, f"{request.node.name}-failed")
-    context.close()
-
-
-def screenshot(page, name: str, **options) -> str:
-    ARTIFACTS_DIR.mkdir(exist_ok=True)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    path = ARTIFACTS_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-{worker}.png"
-    page.screenshot(path=str(path), **options)
-    return str(path)
 
 
 def log_in(page, live_server) -> None:
