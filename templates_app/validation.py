@@ -258,7 +258,7 @@ def _check_buttons(buttons: list[dict[str, Any]], problems: list[Problem]) -> No
     for position, button in enumerate(buttons, start=1):
         kind = str(button.get("type", "")).upper()
         text = button.get("text") or ""
-        if kind != "OTP" and not text.strip():
+        if kind not in ("OTP", "COPY_CODE") and not text.strip():  # Meta labels these itself
             problems.append(Problem("button_text_missing", f"Button {position} needs a label.", "BUTTONS"))
         if len(text) > BUTTON_TEXT_MAX:
             problems.append(

@@ -212,3 +212,15 @@ def test_variable_placement_property(tokens):
     assert ("variable_at_edge" in found) == at_edge
     assert "variables_not_sequential" not in found
     assert "sample_missing" not in found
+
+
+def test_copy_code_buttons_need_no_label():
+    assert (
+        rules(
+            [
+                body("Use the code below at checkout today."),
+                {"type": "BUTTONS", "buttons": [{"type": "COPY_CODE", "example": "SAVE20"}]},
+            ]
+        )
+        == set()
+    )
