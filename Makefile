@@ -29,7 +29,9 @@ run: export WHATSAPP_SIMULATOR_WEBHOOK_URL ?= http://127.0.0.1:8000/webhooks/wha
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_demo
-	$(PY) manage.py runserver 127.0.0.1:8000
+	@# The dispatcher stands in for Celery beat: deferred and retried messages go out when due.
+	$(PY) manage.py run_dispatcher & dispatcher=$$!; trap 'kill $$dispatcher 2>/dev/null' EXIT INT TERM; \
+		$(PY) manage.py runserver 127.0.0.1:8000
 
 test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)

@@ -14,7 +14,16 @@ def redact(text: str) -> str:
     """Return `text` with phone numbers, bearer tokens and secret query parameters masked."""
     text = _BEARER.sub(r"\1[redacted]", text)
     text = _SECRET_PARAM.sub(r"\1[redacted]", text)
-    return _PHONE.sub(lambda m: "[phone:…" + re.sub(r"\D", "", m.group())[-2:] + "]", text)
+    return _PHONE.sub(_mask_phone, text)
+
+
+def _mask_phone(match: re.Match) -> str:
+    text = match.group()
+    digits = re.sub(r"\D", "", text)
+    # Ten digits without "+" (a US number, a wa_id), eight with it: fewer is a status code and a size.
+    if len(digits) < (8 if text.startswith("+") else 10):
+        return text
+    return "[phone:…" + digits[-2:] + "]"
 
 
 class RedactPIIFilter(logging.Filter):

@@ -54,3 +54,8 @@ def test_the_filter_masks_formatted_arguments():
     RedactPIIFilter().filter(record)
     assert "5550123456" not in record.getMessage()
     assert "[phone:…56]" in record.getMessage()
+
+
+def test_access_log_numbers_are_not_mistaken_for_phone_numbers():
+    line = '"GET /opt-in/ HTTP/1.1" 200 4381'
+    assert redact(line) == line
