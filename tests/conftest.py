@@ -180,3 +180,37 @@ def page(request, browser):
     if request.session.testsfailed > failed_before:
         print(f"screenshot: {screenshot(new_page, request.node.nodeid + '-failed', full_page=True)}")
     context.close()
+
+
+# --- The Graph API double behind get_backend() -------------------------------------------------------
+
+GRAPH_DOUBLE_TOKEN = "double-token"
+
+
+@pytest.fixture
+def graph_double():
+    from bench.graph_double import GraphApiDouble
+
+    with GraphApiDouble(access_token=GRAPH_DOUBLE_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def cloud(settings, graph_double):
+    """Code calling `get_backend()` talks to the Graph API double through the cloud backend.
+    get_backend() caches one backend per name, so the cache starts empty and is restored after."""
+    from messaging import whatsapp
+
+    settings.WHATSAPP = {
+        **settings.WHATSAPP,
+        "BACKEND": "cloud",
+        "GRAPH_URL": graph_double.base_url,
+        "ACCESS_TOKEN": GRAPH_DOUBLE_TOKEN,
+    }
+    saved = dict(whatsapp._instances)
+    whatsapp._instances.clear()
+    yield graph_double
+    for backend in whatsapp._instances.values():
+        backend.close()
+    whatsapp._instances.clear()
+    whatsapp._instances.update(saved)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
-from bench.graph_double import GraphApiDouble, meta_error
+from bench.graph_double import meta_error
 from messaging import whatsapp
 from templates_app.models import MessageTemplate, TemplateStatus
 from templates_app.services import template_create
@@ -19,34 +19,9 @@ from templates_app.tasks import LOCK_KEY, sync_lock, sync_templates
 
 pytestmark = pytest.mark.django_db
 
-TOKEN = "double-token"
 WABA = settings.WHATSAPP["BUSINESS_ACCOUNT_ID"]
 OTHER_WABA = "102290129340398"
 BODY = [{"type": "BODY", "text": "Your code is ready."}]
-
-
-@pytest.fixture
-def double():
-    with GraphApiDouble(access_token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def cloud(settings, double):
-    """`get_backend()` talks to the double (it caches one backend per name: start from none)."""
-    settings.WHATSAPP = {
-        **settings.WHATSAPP,
-        "BACKEND": "cloud",
-        "GRAPH_URL": double.base_url,
-        "ACCESS_TOKEN": TOKEN,
-    }
-    saved = dict(whatsapp._instances)
-    whatsapp._instances.clear()
-    yield double
-    for backend in whatsapp._instances.values():
-        backend.close()
-    whatsapp._instances.clear()
-    whatsapp._instances.update(saved)
 
 
 @pytest.fixture(autouse=True)

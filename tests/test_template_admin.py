@@ -10,8 +10,8 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from bench.graph_double import GraphApiDouble, meta_error
-from messaging import roles, whatsapp
+from bench.graph_double import meta_error
+from messaging import roles
 from templates_app.models import MessageTemplate, TemplateStatus
 from templates_app.services import template_create, template_request_review, template_review
 from templates_app.tasks import LOCK_KEY
@@ -19,7 +19,6 @@ from tests.factories import StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-TOKEN = "double-token"
 WABA = settings.WHATSAPP["BUSINESS_ACCOUNT_ID"]  # the editor's default business account
 ADD_URL = reverse("admin:templates_app_messagetemplate_add")
 CHANGELIST_URL = reverse("admin:templates_app_messagetemplate_changelist")
@@ -122,30 +121,6 @@ def composer():
 @pytest.fixture
 def approver():
     return user_in(roles.APPROVER, "approver")
-
-
-@pytest.fixture
-def double():
-    with GraphApiDouble(access_token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def cloud(settings, double):
-    """`get_backend()` talks to the double (it caches one backend per name: start from none)."""
-    settings.WHATSAPP = {
-        **settings.WHATSAPP,
-        "BACKEND": "cloud",
-        "GRAPH_URL": double.base_url,
-        "ACCESS_TOKEN": TOKEN,
-    }
-    saved = dict(whatsapp._instances)
-    whatsapp._instances.clear()
-    yield double
-    for backend in whatsapp._instances.values():
-        backend.close()
-    whatsapp._instances.clear()
-    whatsapp._instances.update(saved)
 
 
 @pytest.fixture(autouse=True)
