@@ -18,9 +18,9 @@ def main() -> int:
     os.environ.setdefault("DJANGO_DEBUG", "true")
     django.setup()
 
-    from bench import cloud_send, consent_export
+    from bench import cloud_send, consent_export, dispatch
 
-    benchmarks = [cloud_send.run, consent_export.run]
+    benchmarks = [cloud_send.run, consent_export.run, dispatch.run]
     results = []
     for benchmark in benchmarks:
         result = benchmark()

@@ -1,0 +1,228 @@
+"""The global per-sender send-rate limiter (messaging/limiter.py): no one-second window ever holds more
+than `rate` sends, whether the senders are threads of one process (in-process bucket, or Redis) or
+separate processes, each with its own Redis connection (the Redis bucket, shared by every worker),
+and even when callers wake up late for their slots (a busy machine); a slot further away than
+`max_wait` is refused without being reserved; senders never share a bucket.
+
+Times are taken when `rate_acquire` lets each caller send, so the assertions hold for what would
+reach Meta, thread-scheduling jitter included."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from types import SimpleNamespace
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from messaging import limiter
+from messaging.limiter import WINDOW, rate_acquire, rate_commit, rate_reserve, slot_interval
+from messaging.models import Message, MessageStatus
+from messaging.sending import message_send
+from messaging.whatsapp.memory import MemoryBackend
+from tests.factories import ContactFactory, SenderFactory
+
+BUCKETS = [
+    pytest.param("local", id="in-process"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+
+
+def scratch_redis_url() -> str:
+    """REDIS_URL's server, database 15: other tests empty REDIS_URL's own database (cache.clear()),
+    which would reset a bucket in the middle of a test running beside them (pytest-xdist)."""
+    return urlparse(settings.REDIS_URL)._replace(path="/15").geturl()
+
+
+@pytest.fixture(params=BUCKETS)
+def bucket(request):
+    """Run the test against the in-process bucket and (when available) the Redis one."""
+    redis_url = scratch_redis_url() if request.param == "redis" else ""
+    with override_settings(REDIS_URL=redis_url):
+        yield request.param
+
+
+def new_sender_id() -> int:
+    """A sender id no other test (or earlier run on the same Redis) has used."""
+    return 10**12 + uuid.uuid4().int % 10**9
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The most sends inside any half-open window [t, t + 1 s)."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def send_when_allowed(sender_id: int, rate: int, count: int, sent: list[float]) -> None:
+    for _ in range(count):
+        assert rate_acquire(sender_id=sender_id, per_second=rate, max_wait=10.0)
+        sent.append(time.time())
+
+
+@pytest.fixture
+def busy_machine(monkeypatch):
+    """A third of the limiter's sleeps wake up 10-80 ms late, as threads do on a saturated CPU."""
+    rng = random.Random(7)
+    lock = threading.Lock()
+
+    def sleep(seconds):
+        with lock:
+            late = rng.uniform(0.01, 0.08) if rng.random() < 1 / 3 else 0.0
+        time.sleep(seconds + late)
+
+    monkeypatch.setattr(limiter, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+
+
+@pytest.mark.parametrize("machine", ["idle", "busy"])
+def test_threads_never_exceed_the_rate_in_any_second(bucket, machine, request):
+    if machine == "busy":
+        request.getfixturevalue("busy_machine")
+    threads, rate, per_thread = 8, 40, 9  # 72 sends: 1.8 s at the limit, several full one-second windows
+    sender_id, sent = new_sender_id(), []
+    workers = [
+        threading.Thread(target=send_when_allowed, args=(sender_id, rate, per_thread, sent))
+        for _ in range(threads)
+    ]
+    started = time.time()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert len(sent) == threads * per_thread
+    assert most_in_one_second(sent) <= rate
+    # ... and the limiter is not stingy: the sends are paced at the rate, not much slower.
+    expected = (len(sent) - 1) * slot_interval(rate)
+    assert expected - 0.05 <= max(sent) - started <= expected + 0.5
+
+
+def test_a_slot_beyond_max_wait_is_refused_and_not_reserved(bucket):
+    rate = 2
+    interval = slot_interval(rate)
+    sender_id = new_sender_id()
+    max_wait = 1.5 * interval
+
+    assert rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait) == 0
+    second = rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait)
+    assert second == pytest.approx(interval, abs=0.05)
+    # The third slot is two intervals away, beyond max_wait: refused, however often it is asked.
+    for _ in range(5):
+        assert rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait) is None
+    # The refusals reserved nothing: a caller willing to wait gets the very next slot.
+    third = rate_reserve(sender_id=sender_id, per_second=rate, max_wait=10.0)
+    assert third == pytest.approx(2 * interval, abs=0.05)
+
+
+def test_each_sender_has_its_own_bucket(bucket):
+    rate = 1
+    busy, other = new_sender_id(), new_sender_id()
+    assert rate_reserve(sender_id=busy, per_second=rate, max_wait=0.5) == 0
+    assert rate_reserve(sender_id=busy, per_second=rate, max_wait=0.5) is None
+    # The busy sender's queue does not delay another sender at all.
+    assert rate_reserve(sender_id=other, per_second=rate, max_wait=0.5) == 0
+    assert rate_reserve(sender_id=other, per_second=rate, max_wait=0.5) is None
+
+
+def test_a_full_window_holds_back_even_a_free_slot(bucket):
+    """Sends that left late for their slots must not let the next ones crowd the same second: the
+    commit counts what really left within the last WINDOW seconds."""
+    sender_id, rate = new_sender_id(), 5
+    for _ in range(rate):  # five late senders, all leaving at once
+        assert rate_commit(sender_id=sender_id, per_second=rate) == 0
+    held = rate_commit(sender_id=sender_id, per_second=rate)
+    assert held == pytest.approx(WINDOW, abs=0.1)
+    assert rate_commit(sender_id=sender_id, per_second=rate) > 0  # a refusal records nothing
+
+    # The next caller's slot is free at once, yet it may only send once the window has room.
+    assert not rate_acquire(sender_id=sender_id, per_second=rate, max_wait=0.5)
+    started = time.monotonic()
+    assert rate_acquire(sender_id=sender_id, per_second=rate, max_wait=2.0)
+    assert time.monotonic() - started == pytest.approx(held, abs=0.15)
+
+
+@pytest.mark.django_db
+def test_a_limiter_failure_puts_the_message_back_in_the_queue():
+    """Nothing has been sent when the limiter cannot be asked (Redis down): the message is queued
+    again with its attempt intact, never left `sending` (which would end `unconfirmed`)."""
+    contact = ContactFactory(last_inbound_at=timezone.now())
+    message = Message.objects.create(
+        contact=contact,
+        sender=SenderFactory(),
+        kind="text",
+        content={"body": "Hi"},
+        status=MessageStatus.QUEUED,
+    )
+    with override_settings(REDIS_URL="redis://127.0.0.1:9/0"), pytest.raises(RedisConnectionError):
+        message_send(message.pk)
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (MessageStatus.QUEUED, 0)
+    assert message.next_attempt_at > timezone.now()
+    assert "before sending" in message.status_events.last().detail
+    assert MemoryBackend.outbox == []
+
+
+# --- Across processes (Redis) ---------------------------------------------------------------------
+
+CHILD = """
+import json, os, sys, time
+from messaging.limiter import rate_acquire
+
+sender_id, rate, count, start_at = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+rate_acquire(sender_id=sender_id + 1, per_second=1000)  # connect to Redis before the start
+time.sleep(max(0.0, start_at - time.time()))
+sent = []
+for _ in range(count):
+    if not rate_acquire(sender_id=sender_id, per_second=rate, max_wait=10.0):
+        sys.exit("refused a send within max_wait")
+    sent.append(time.time())
+print(json.dumps({"pid": os.getpid(), "sent": sent}))
+"""
+
+
+@pytest.mark.redis
+def test_processes_with_their_own_redis_connections_share_one_bucket():
+    processes, rate, per_process = 3, 30, 20  # 60 sends: 2 s at the limit
+    sender_id = new_sender_id()
+    start_at = time.time() + 2.0  # after every child has imported the settings and connected
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "REDIS_URL": scratch_redis_url()}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(sender_id), str(rate), str(per_process), str(start_at)],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+
+    assert time.time() > start_at, "the children must have started together"
+    assert len({r["pid"] for r in results}) == processes
+    sent = [t for r in results for t in r["sent"]]
+    assert len(sent) == processes * per_process
+    assert most_in_one_second(sent) <= rate
+    # Every process got slots throughout (one bucket, shared), and the pace is the rate's.
+    span = max(sent) - min(sent)
+    assert span == pytest.approx((len(sent) - 1) * slot_interval(rate), abs=0.3)
+    for r in results:
+        assert max(r["sent"]) - min(r["sent"]) > span / 2

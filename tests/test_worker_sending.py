@@ -1,0 +1,368 @@
+"""Real Celery workers send real messages: `celery -A config worker` processes consume
+`messaging.tasks.send_message` from Redis, read and write the pytest PostgreSQL test database, and call
+the Graph API double (bench/graph_double.py) through the `cloud` backend, exactly as deployed.
+
+What is proven, counting what the double received (each request carries the message id in
+`biz_opaque_callback_data`):
+
+- a queued message is sent exactly once;
+- two workers on one queue, with every task delivered twice, still send each message once (the claim
+  lets one delivery through; the other answers `not_claimed`);
+- a worker killed while its request is at Meta: acks_late redelivers the task, and the redelivered task
+  must not send again. What is true at that moment: the request reached Meta (the double counted it and
+  accepts it), the message is `sending`, the claim of the redelivery fails, and the message waits as
+  `unconfirmed` (messages_unstick) for Meta's status webhook: one request, never two.
+
+Isolation: a scratch Redis database (/15) and a queue, node names and cache-key prefix unique to the
+run; the workers load `config.settings` (the test settings force eager Celery) with DATABASE_URL pointing
+at the test database.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote, urlparse
+
+import pytest
+from celery import Celery
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from bench.graph_double import GraphApiDouble
+from messaging.models import Message, MessageStatus, ProviderCall
+from messaging.sending import messages_unstick
+from tests.factories import ContactFactory, SenderFactory
+
+pytestmark = [pytest.mark.worker, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+TOKEN = "EAAGworker-sending-test"
+SCRATCH_REDIS_DB = 15
+STARTUP_TIMEOUT_SECONDS = 60
+RESULT_TIMEOUT_SECONDS = 30
+SEND_TASK = "messaging.tasks.send_message"
+
+
+def scratch_redis_url() -> str:
+    return urlparse(settings.REDIS_URL)._replace(path=f"/{SCRATCH_REDIS_DB}").geturl()
+
+
+def test_database_url() -> str:
+    """The pytest test database (test_<name>), for the worker processes."""
+    db = connection.settings_dict
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(db.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{credentials}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{quote(db['NAME'])}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+class Worker:
+    def __init__(self, process: subprocess.Popen, log_path: Path, nodename: str):
+        self.process, self.log_path, self.nodename = process, log_path, nodename
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no worker log)"
+
+    def pool_children(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything it spawned: no warm shutdown, no ack, no cleanup."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def double():
+    with GraphApiDouble(access_token=TOKEN) as graph:
+        yield graph
+
+
+@pytest.fixture(autouse=True)
+def _fresh_double(double):
+    double.reset()  # requests, accepted messages and injected faults of earlier tests
+
+
+@pytest.fixture(scope="module")
+def run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="module")
+def client_app(run_id):
+    """Sends tasks to the workers' queues and reads their results (the project's app is eager here)."""
+    url = scratch_redis_url()
+    app = Celery("worker-sending-client", broker=url, backend=url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        broker_connection_retry_on_startup=True,
+    )
+    yield app
+    with app.connection_for_write() as conn:  # the run's queues and kombu's bindings for them
+        client = conn.default_channel.client
+        keys = list(client.scan_iter(match=f"*{run_id}*"))
+        if keys:
+            client.delete(*keys)
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def worker_factory(django_db_setup, tmp_path_factory, double, client_app, run_id):
+    """start(count, queue=..., pool=..., concurrency=...) -> [Worker], each ready to consume `queue`.
+    Every worker is SIGKILLed at the end of the module (their tasks are all done by then, so a warm
+    shutdown would only cost seconds)."""
+    started: list[Worker] = []
+    logs = tmp_path_factory.mktemp("workers")
+    base_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_DEBUG": "false",
+        "DATABASE_URL": test_database_url(),
+        "DATABASE_CONN_MAX_AGE": "0",  # nothing may hold the test database open at teardown
+        "CELERY_BROKER_URL": scratch_redis_url(),
+        "CELERY_RESULT_BACKEND": scratch_redis_url(),
+        "REDIS_URL": settings.REDIS_URL,  # the limiter and the circuit breaker
+        "CACHE_KEY_PREFIX": f"test-worker-{run_id}",
+        "WHATSAPP_BACKEND": "cloud",
+        "WHATSAPP_GRAPH_URL": double.base_url,
+        "WHATSAPP_API_VERSION": "v23.0",
+        "WHATSAPP_ACCESS_TOKEN": TOKEN,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+    def start(count: int, *, queue: str, pool: str = "threads", concurrency: int = 4) -> list[Worker]:
+        env = {**base_env, "CELERY_TASK_DEFAULT_QUEUE": queue}  # retries the task re-enqueues stay here
+        workers = []
+        for _ in range(count):
+            nodename = f"send-{run_id}-{len(started)}@{socket.gethostname()}"
+            log_path = logs / f"worker-{len(started)}.log"
+            with log_path.open("wb") as log_file:
+                process = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "celery"),
+                        "-A",
+                        "config",
+                        "worker",
+                        f"--pool={pool}",
+                        f"--concurrency={concurrency}",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                        "--loglevel=INFO",
+                        f"--queues={queue}",
+                        f"--hostname={nodename}",
+                    ],
+                    cwd=settings.BASE_DIR,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            worker = Worker(process, log_path, nodename)
+            started.append(worker)
+            workers.append(worker)
+        for worker in workers:
+            wait_until_ready(client_app, worker)
+        return workers
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.kill()
+
+
+@pytest.fixture
+def show_worker_logs(worker_factory):
+    """Workers a test starts; their logs are printed (shown when the test fails)."""
+    mine: list[Worker] = []
+    yield mine
+    for n, worker in enumerate(mine):
+        print(f"--- celery worker {n} ({worker.nodename}) log ---\n{worker.log()}")
+
+
+@pytest.fixture(scope="module")
+def shared_queue(run_id) -> str:
+    return f"test-worker-sending-{run_id}"
+
+
+@pytest.fixture(scope="module")
+def two_workers(worker_factory, shared_queue) -> list[Worker]:
+    """Two thread-pool workers consuming one queue, shared by the tests that do not kill workers."""
+    return worker_factory(2, queue=shared_queue)
+
+
+@pytest.fixture
+def own_queue(run_id) -> str:
+    return f"test-worker-sending-{run_id}-{uuid.uuid4().hex[:6]}"
+
+
+def wait_until_ready(app: Celery, worker: Worker) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            pytest.fail(
+                f"worker exited with {worker.process.returncode} before it was ready:\n{worker.log()}"
+            )
+        if app.control.ping(destination=[worker.nodename], timeout=0.5):
+            return
+    pytest.fail(f"worker {worker.nodename} not ready after {STARTUP_TIMEOUT_SECONDS}s:\n{worker.log()}")
+
+
+def queued_messages(count: int) -> list[Message]:
+    sender = SenderFactory()
+    contact = ContactFactory(last_inbound_at=timezone.now())  # free-form text: the window is open
+    return Message.objects.bulk_create(
+        Message(
+            contact=contact,
+            sender=sender,
+            kind="text",
+            content={"body": f"Order {n} shipped", "preview_url": False},
+            status=MessageStatus.QUEUED,
+        )
+        for n in range(count)
+    )
+
+
+def requests_per_message(double: GraphApiDouble) -> Counter:
+    return Counter(
+        r.json["biz_opaque_callback_data"]
+        for r in double.requests
+        if r.path.endswith("/messages") and isinstance(r.json, dict)
+    )
+
+
+def results(tasks) -> list[str]:
+    try:
+        return [task.get(timeout=RESULT_TIMEOUT_SECONDS) for task in tasks]
+    finally:
+        for task in tasks:
+            task.forget()
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_a_worker_sends_each_queued_message_exactly_once(
+    two_workers, show_worker_logs, client_app, shared_queue, double
+):
+    show_worker_logs.extend(two_workers)
+    messages = queued_messages(20)
+
+    tasks = [client_app.send_task(SEND_TASK, args=[m.pk], queue=shared_queue) for m in messages]
+
+    assert results(tasks) == [MessageStatus.SENT] * len(messages)
+    assert requests_per_message(double) == Counter({str(m.pk): 1 for m in messages})
+    assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.SENT}
+    wamids = {m["id"] for m in double.messages}
+    assert set(Message.objects.values_list("provider_message_id", flat=True)) == wamids
+    assert ProviderCall.objects.filter(http_status=200).count() == len(messages)
+
+
+def test_two_workers_and_duplicate_deliveries_still_send_once(
+    two_workers, show_worker_logs, client_app, shared_queue, double
+):
+    show_worker_logs.extend(two_workers)
+    messages = queued_messages(30)
+
+    # Every task delivered twice, back to back: the copies race each other across both workers.
+    tasks = {
+        m.pk: [client_app.send_task(SEND_TASK, args=[m.pk], queue=shared_queue) for _ in range(2)]
+        for m in messages
+    }
+
+    for pk, copies in tasks.items():
+        assert sorted(results(copies)) == ["not_claimed", MessageStatus.SENT], pk
+    assert requests_per_message(double) == Counter({str(m.pk): 1 for m in messages})
+    assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.SENT}
+    for worker in two_workers:  # both really consumed the queue
+        assert f"Task {SEND_TASK}[" in worker.log() and "succeeded" in worker.log()
+
+
+def redeliver_unacked(app: Celery, task_id: str) -> None:
+    """What the broker does for an unacknowledged task once its visibility timeout has passed
+    (kombu's Redis QoS.restore_visible; 1 hour by default), for this task only and at once."""
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        unacked = channel.client.hgetall(channel.unacked_key)
+        tags = [tag for tag, payload in unacked.items() if task_id.encode() in payload]
+        assert tags, "the killed worker's task must still be unacknowledged (acks_late)"
+        for tag in tags:
+            channel.qos.restore_by_tag(tag.decode())
+
+
+def test_a_worker_killed_mid_send_never_causes_a_second_send(
+    worker_factory, show_worker_logs, client_app, own_queue, double
+):
+    [message] = queued_messages(1)
+    [first] = worker_factory(1, queue=own_queue, pool="solo")
+    show_worker_logs.append(first)
+    double.inject_delay(2.0, path_contains="/messages")  # Meta is slow: the request is in flight
+
+    task = client_app.send_task(SEND_TASK, args=[message.pk], queue=own_queue)
+    wait_for(lambda: requests_per_message(double)[str(message.pk)] == 1, what="the request to reach Meta")
+    first.kill()
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (MessageStatus.SENDING, 1)
+
+    # A new worker gets the same task again (acks_late: it was never acknowledged).
+    show_worker_logs.extend(worker_factory(1, queue=own_queue, pool="solo"))
+    redeliver_unacked(client_app, task.id)
+    assert results([task]) == ["not_claimed"]  # the claim fails: `sending` is not `queued`
+
+    # The request the killed worker made did reach Meta, and Meta accepted it: one message, once.
+    wait_for(lambda: len(double.messages) == 1, what="the double to accept the delayed request")
+    assert requests_per_message(double) == Counter({str(message.pk): 1})
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == (MessageStatus.SENDING, None)
+    assert messages_unstick(older_than=timedelta(0)) == 1
+    message.refresh_from_db()
+    assert message.status == MessageStatus.UNCONFIRMED  # for Meta's status webhook to settle
+    assert MessageStatus.SENT not in message.status_events.values_list("status", flat=True)
+
+
+def test_a_pool_process_killed_mid_send_is_redelivered_and_not_resent(
+    worker_factory, show_worker_logs, client_app, own_queue, double
+):
+    """reject_on_worker_lost: the worker's main process sees its pool child die and puts the task back
+    on the queue at once; a fresh child runs it again and the claim stops it."""
+    [message] = queued_messages(1)
+    [worker] = worker_factory(1, queue=own_queue, pool="prefork", concurrency=1)
+    show_worker_logs.append(worker)
+    double.inject_delay(2.0, path_contains="/messages")
+
+    task = client_app.send_task(SEND_TASK, args=[message.pk], queue=own_queue)
+    wait_for(lambda: requests_per_message(double)[str(message.pk)] == 1, what="the request to reach Meta")
+    [child] = worker.pool_children()
+    os.kill(child, signal.SIGKILL)
+
+    assert results([task]) == ["not_claimed"]
+    assert worker.process.poll() is None  # the worker itself lived on
+    wait_for(lambda: len(double.messages) == 1, what="the double to accept the delayed request")
+    assert requests_per_message(double) == Counter({str(message.pk): 1})
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENDING
