@@ -39,6 +39,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"wa-test-{os.getpid()}.sqlite3")
     }
+else:
+    # TEST_DB_SUFFIX keeps two suites on one PostgreSQL server apart (pytest-xdist adds its own suffix).
+    suffix = os.environ.get("TEST_DB_SUFFIX", "")
+    if suffix:
+        DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{suffix}"}
 # Live-server request threads must not keep PostgreSQL connections open past their request, or the
 # test database cannot be dropped at teardown ("is being accessed by other users").
 DATABASES["default"]["CONN_MAX_AGE"] = 0

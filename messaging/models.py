@@ -143,10 +143,19 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
     processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Times processing ran (replays included).")
+    # What the body held, filled by processing: e.g. {"status": 3, "message": 1, "unsupported": 1}.
+    summary = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [
+            # The sweeper's queue: deliveries whose processing task never ran (lost broker message).
+            models.Index(
+                fields=["received_at"], name="webhook_unprocessed", condition=models.Q(state="received")
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider} webhook {self.body_sha256[:12]} ({self.state})"
@@ -163,6 +172,7 @@ class MessageStatus(models.TextChoices):
     SENT = "sent"
     DELIVERED = "delivered"
     READ = "read"
+    PLAYED = "played"  # voice messages the recipient listened to
     FAILED = "failed"
     BLOCKED = "blocked", "blocked by policy"
     CANCELLED = "cancelled"
@@ -170,7 +180,12 @@ class MessageStatus(models.TextChoices):
 
 
 #: Delivery progress only moves up this ladder (Meta's statuses arrive late, twice and out of order).
-DELIVERY_RANK = {MessageStatus.SENT: 1, MessageStatus.DELIVERED: 2, MessageStatus.READ: 3}
+DELIVERY_RANK = {
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+    MessageStatus.PLAYED: 4,
+}
 FINAL_STATUSES = frozenset(
     {MessageStatus.REJECTED, MessageStatus.FAILED, MessageStatus.BLOCKED, MessageStatus.CANCELLED}
 )
@@ -236,6 +251,15 @@ class Message(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     pricing_category = models.CharField(max_length=32, blank=True)
     pricing_type = models.CharField(max_length=32, blank=True)
+    pricing_model = models.CharField(max_length=16, blank=True)
+    billable = models.BooleanField(null=True, blank=True)
+    conversation_id = models.CharField(max_length=128, blank=True)
+    # Inbound: when the customer wrote it (Meta's timestamp), the message of ours it answers, forwarded
+    # flags and the ad that brought them (`referral`) live in `content`.
+    provider_timestamp = models.DateTimeField(null=True, blank=True)
+    in_reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -248,6 +272,7 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    played_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -260,6 +285,7 @@ class Message(models.Model):
             ),
             models.Index(fields=["contact", "-created_at"]),
             models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["direction", "status", "-created_at"]),
         ]
         permissions = [
             ("approve_message", "Can approve or reject messages written by others"),
@@ -283,9 +309,106 @@ class MessageStatusEvent(models.Model):
 
     class Meta:
         ordering = ["occurred_at", "id"]
+        constraints = [
+            # Meta redelivers statuses: each one lands in the timeline once.
+            models.UniqueConstraint(
+                fields=["message", "status"],
+                condition=models.Q(source="webhook"),
+                name="one_webhook_status_per_message",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.status} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PendingStatus(models.Model):
+    """A status webhook for a wamid we have not recorded yet (it raced our own send): kept, and applied
+    the moment the send records that wamid."""
+
+    provider_message_id = models.CharField(max_length=128, db_index=True)
+    status = models.CharField(max_length=20)
+    payload = models.JSONField(help_text="Meta's status object as received.")
+    webhook_event = models.ForeignKey(WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        verbose_name_plural = "pending statuses"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_message_id", "status"], name="one_pending_status_per_wamid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} for {self.provider_message_id}"
+
+
+class ProviderAlert(models.Model):
+    """Something Meta told us that staff must see: value-level errors (e.g. 130429 throughput), account
+    alerts and updates, phone number quality changes, and webhook fields we do not understand."""
+
+    class Severity(models.TextChoices):
+        INFO = "info"
+        WARNING = "warning"
+        ERROR = "error"
+
+    kind = models.CharField(max_length=64, help_text="Meta's field, e.g. account_alerts, or 'error'.")
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.WARNING)
+    code = models.CharField(max_length=32, blank=True)
+    title = models.CharField(max_length=255, blank=True)
+    details = models.TextField(blank=True)
+    sender = models.ForeignKey(
+        Sender, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    payload = models.JSONField(default=dict)
+    webhook_event = models.ForeignKey(WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.code} {self.title}".strip()
+
+
+class AutoReply(models.Model):
+    """A staff-configured answer to a keyword customers send (e.g. HOURS → our opening hours).
+
+    Matching ignores case, surrounding spaces and punctuation. Opt-out/opt-in keywords (STOP, START,
+    ...) are handled by consent rules first and can never be overridden here."""
+
+    class Match(models.TextChoices):
+        EXACT = "exact", "the whole message is the keyword"
+        CONTAINS = "contains", "the message contains the keyword as a word"
+
+    keyword = models.CharField(max_length=64)
+    match = models.CharField(max_length=8, choices=Match.choices, default=Match.EXACT)
+    reply_text = models.TextField(blank=True, max_length=4096)
+    template = models.ForeignKey(
+        "templates_app.MessageTemplate", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    template_parameters = models.JSONField(default=list, blank=True)
+    is_active = models.BooleanField(default=True)
+    priority = models.PositiveSmallIntegerField(default=100, help_text="Lower wins when several match.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "keyword"]
+        verbose_name_plural = "auto-replies"
+
+    def __str__(self) -> str:
+        return self.keyword
+
+    def clean(self) -> None:
+        if bool(self.reply_text.strip()) == bool(self.template_id):
+            raise ValidationError("Give either a reply text or a template, not both and not neither.")
 
 
 class ProviderCall(models.Model):

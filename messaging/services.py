@@ -133,6 +133,31 @@ def sender_sync_from_settings() -> Sender | None:
     return sender
 
 
+def sender_for_webhook(*, phone_number_id: str, display_phone_number: str, waba_id: str) -> Sender | None:
+    """The sender a webhook's `metadata` names. A signed webhook proves the number belongs to our Meta
+    app, so a number we have not registered yet (added in Meta's dashboard) is recorded rather than its
+    customers' messages dropped; staff see it in the admin with the label saying where it came from."""
+    if not phone_number_id:
+        return None
+    sender = Sender.objects.filter(phone_number_id=phone_number_id).first()
+    if sender is not None:
+        return sender
+    try:
+        display = phone_normalize(display_phone_number)
+    except ValidationError:
+        display = "+10000000000"
+    sender, _ = Sender.objects.get_or_create(
+        phone_number_id=phone_number_id,
+        defaults={
+            "display_phone_number": display,
+            "waba_id": waba_id,
+            "label": f"Discovered from a webhook ({display})",
+            "messages_per_second": settings.WHATSAPP["MESSAGES_PER_SECOND"],
+        },
+    )
+    return sender
+
+
 # --- API tokens -----------------------------------------------------------------------------------
 
 API_TOKEN_PREFIX = "wa_"  # noqa: S105 - a public marker, not a secret

@@ -37,11 +37,28 @@ def send_message(message_id: int) -> str:
 @shared_task(name="messaging.tasks.dispatch_due_messages")
 def dispatch_due_messages() -> int:
     """Periodic safety net: enqueue every due message (a lost task, a deferred message whose time has
-    come, a paused sender back in service) and settle sends abandoned by dead workers."""
+    come, a paused sender back in service), settle sends abandoned by dead workers, and process webhook
+    deliveries whose processing task was lost."""
     from messaging.sending import messages_due, messages_unstick
+    from messaging.webhook_processing import webhook_events_stuck
 
     messages_unstick()
     due = messages_due()
     for message_id in due:
         send_message.delay(message_id)
+    for event_id in webhook_events_stuck():
+        process_webhook_event.delay(event_id)
     return len(due)
+
+
+@shared_task(
+    name="messaging.tasks.process_webhook_event",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def process_webhook_event(event_id: int) -> None:
+    """Apply one stored webhook delivery; idempotent, so redelivery after a crash is harmless."""
+    from messaging.webhook_processing import webhook_event_process
+
+    webhook_event_process(event_id)

@@ -8,6 +8,7 @@ acknowledged delivery is never lost; if storing fails the 5xx makes Meta retry.
 import hashlib
 import hmac
 import json
+import logging
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -19,11 +20,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.models import WebhookEvent
+from messaging.tasks import process_webhook_event
 from messaging.whatsapp.signatures import SIGNATURE_HEADER, webhook_signature_is_valid
 
 # Meta's payloads are at most 3 MB; anything far beyond that is not Meta.
 MAX_WEBHOOK_BODY_BYTES = 3 * 1024 * 1024 + 512 * 1024
 STORED_HEADERS = ("Content-Type", SIGNATURE_HEADER, "User-Agent")
+
+logger = logging.getLogger(__name__)
 
 
 def _error(code: str, detail: str, http_status: int) -> Response:
@@ -89,7 +93,21 @@ class WhatsAppWebhookView(APIView):
         headers = {name: request.headers[name] for name in STORED_HEADERS if name in request.headers}
         try:
             with transaction.atomic():
-                WebhookEvent.objects.create(body_sha256=digest, raw_body=raw.decode(), headers=headers)
+                event = WebhookEvent.objects.create(
+                    body_sha256=digest, raw_body=raw.decode(), headers=headers
+                )
         except IntegrityError:
-            pass  # Meta redelivered a body we already stored: acknowledge it again.
+            # Meta redelivered a body we already stored: acknowledge it again (it was queued then).
+            return Response({"status": "received"})
+        _enqueue_processing(event.pk)
         return Response({"status": "received"})
+
+
+def _enqueue_processing(event_id: int) -> None:
+    """Queue the stored delivery for processing. The row is committed already, so a broker hiccup here
+    loses nothing: the periodic sweeper (dispatch_due_messages) processes it a minute later. In the
+    embedded default (no broker) the task runs in-process before the answer goes out."""
+    try:
+        process_webhook_event.delay(event_id)
+    except Exception:
+        logger.exception("Webhook %s stored but not queued; the sweeper will process it", event_id)
