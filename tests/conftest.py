@@ -94,6 +94,23 @@ def _reset_memory_backend():
     MemoryBackend.reset()
 
 
+def cache_clear_own() -> None:
+    """Empty this test process's cache keys only. `cache.clear()` on Redis flushes the whole database,
+    wiping the keys of the other pytest-xdist workers (rate-limit counters, circuit state) mid-test."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    config = settings.CACHES["default"]
+    if "redis" not in config["BACKEND"].lower():
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)
+    prefix = config.get("KEY_PREFIX", "")
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture
 def api_client():
     from rest_framework.test import APIClient

@@ -22,6 +22,7 @@ from compliance.services import (
 from compliance.signals import double_opt_in_requested
 from messaging.models import Contact
 from messaging.services import api_token_create
+from tests.conftest import cache_clear_own
 from tests.factories import ContactFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -46,9 +47,9 @@ def history_url(contact_id: int) -> str:
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    cache.clear()
+    cache_clear_own()
     yield
-    cache.clear()
+    cache_clear_own()
 
 
 @pytest.fixture
