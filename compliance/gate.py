@@ -13,6 +13,14 @@ Decisions, in order of precedence:
     window_closed   free-form outside the 24 h customer-service window          deny
     frequency_cap   marketing beyond the configured cap                         deny
     quiet_hours     marketing outside recipient-local hours                     defer until they open
+
+Two system messages carry a `purpose` that earns each one narrow exception, and nothing more:
+    opt_out_confirmation   the one free-form reply confirming a WhatsApp keyword opt-out (STOP): allowed
+                           only while the person is opted out by their own keyword, within 24 h of it
+                           and of their last message; anything else to them stays blocked
+    double_opt_in_request  the confirmation template asked for by a double opt-in form: allowed only
+                           while some purpose of the person waits for that confirmation (pending)
+Both still respect the suppression list and Meta's template status.
 """
 
 import enum
@@ -27,10 +35,17 @@ from django.conf import settings
 from phonenumbers import timezone as phone_timezones
 
 from compliance.crypto import phone_keyed_hash
-from compliance.models import ConsentState, ConsentStatus, Purpose, Suppression
+from compliance.models import ConsentEvent, ConsentSource, ConsentState, ConsentStatus, Purpose, Suppression
 
 CUSTOMER_SERVICE_WINDOW = timedelta(hours=24)
 BLOCKED_TEMPLATE_STATUSES = frozenset({"PAUSED", "DISABLED", "REJECTED", "PENDING_DELETION", "DELETED"})
+
+
+class SystemPurpose(enum.StrEnum):
+    """System messages the gate treats specially (see the module docstring); "" for every other one."""
+
+    OPT_OUT_CONFIRMATION = "opt_out_confirmation"
+    DOUBLE_OPT_IN_REQUEST = "double_opt_in_request"
 
 
 class Verdict(enum.StrEnum):
@@ -50,6 +65,7 @@ class MessageFacts:
     timezone: str = ""  # the recipient's IANA zone, if known
     last_inbound_at: datetime | None = None  # the person's last message to us
     marketing_sent_recently: int = 0  # marketing messages sent in the cap's period
+    purpose: str = ""  # a SystemPurpose for the two system messages with their own rule, else ""
 
 
 @dataclass(frozen=True)
@@ -156,9 +172,54 @@ def _preload(facts_list: Sequence[MessageFacts]) -> _Preloaded:
     return loaded
 
 
+def _opt_out_confirmation(facts: MessageFacts, loaded: _Preloaded) -> Decision:
+    """The STOP confirmation: free-form, to a person opted out by their own keyword in the last 24 h."""
+    if facts.kind != "free_form":
+        return _deny("invalid_purpose", "An opt-out confirmation is a plain reply, not a template.")
+    state = loaded.states.get((facts.contact_id, Purpose.UTILITY))
+    if state is None or state.status != ConsentStatus.REVOKED:
+        return _deny("not_opted_out", "The person is not opted out (any more): no opt-out to confirm.")
+    # One extra query, for this rare message only (audiences never load the ledger events).
+    source = ConsentEvent.objects.filter(pk=state.last_event_id).values_list("source", flat=True).first()
+    if source != ConsentSource.WHATSAPP_KEYWORD:
+        return _deny("opted_out", "The person was opted out by other means than their own keyword.")
+    if facts.at - state.changed_at > CUSTOMER_SERVICE_WINDOW or (
+        facts.last_inbound_at is None or facts.at - facts.last_inbound_at > CUSTOMER_SERVICE_WINDOW
+    ):
+        return _deny("window_closed", "The opt-out is more than 24 hours old: too late to confirm it.")
+    return ALLOW
+
+
+def _double_opt_in_request(facts: MessageFacts, loaded: _Preloaded) -> Decision:
+    """The double opt-in confirmation template: only while something waits for that confirmation."""
+    if facts.kind != "template":
+        return _deny("invalid_purpose", "A double opt-in request is sent as an approved template.")
+    if facts.template_status.upper() in BLOCKED_TEMPLATE_STATUSES:
+        return _deny("template_paused", f"The template is {facts.template_status.lower()} by Meta.")
+    pending = any(
+        state.status == ConsentStatus.PENDING
+        for (contact_id, _), state in loaded.states.items()
+        if contact_id == facts.contact_id
+    )
+    if not pending:
+        return _deny("nothing_to_confirm", "No opt-in of this person waits for confirmation.")
+    return ALLOW
+
+
+SYSTEM_RULES = {
+    SystemPurpose.OPT_OUT_CONFIRMATION: _opt_out_confirmation,
+    SystemPurpose.DOUBLE_OPT_IN_REQUEST: _double_opt_in_request,
+}
+
+
 def _decide(facts: MessageFacts, loaded: _Preloaded) -> Decision:
     if facts.phone_number in loaded.suppressed:
         return _deny("suppressed", "This number is on the suppression list.")
+    if facts.purpose:
+        rule = SYSTEM_RULES.get(facts.purpose)
+        if rule is None:
+            return _deny("invalid_purpose", f"Unknown system purpose {facts.purpose!r}.")
+        return rule(facts, loaded)
     purpose = purpose_of(facts)
     state = loaded.states.get((facts.contact_id, purpose))
     opted_out = state is not None and state.status == ConsentStatus.REVOKED

@@ -6,7 +6,8 @@ double_opt_in_requested
     id) and `purposes` (the purposes now pending). Messaging is to send the double opt-in confirmation
     template to that contact on it; the person's "YES" reply then goes through
     `compliance.services.consent_confirm_pending`.
-    TODO(outbound issue): messaging connects a receiver that sends the confirmation template.
+    Messaging connects `messaging.keywords.on_double_opt_in_requested` (messaging/apps.py), which sends
+    the CONSENT_DOUBLE_OPT_IN_TEMPLATE template, or alerts staff when no approved one exists.
 """
 
 from django.dispatch import Signal

@@ -122,6 +122,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Keep workers' database connections between tasks (config/celery.py: CONN_MAX_AGE and health checks
+# still apply); Celery's default closes them around every task.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # Periodic tasks, run by `celery -A config beat` (one beat process per deployment).
 CELERY_BEAT_SCHEDULE = {
     # Mirror Meta's template statuses, quality and categories; webhooks usually arrive first, this
@@ -265,3 +268,17 @@ CONSENT_FREQUENCY_CAP_DAYS = env.int("CONSENT_FREQUENCY_CAP_DAYS", default=7)
 # Public opt-in form: submissions allowed per client IP, as hits/period ("5/10m", "20/h", "3/60").
 CONSENT_FORM_RATE_LIMIT = env.str("CONSENT_FORM_RATE_LIMIT", default="5/10m")
 parse_rate(CONSENT_FORM_RATE_LIMIT)  # refuse to start with a malformed value
+
+# --- Keywords, automatic replies, double opt-in confirmation (messaging/keywords.py) ---------------
+
+# The business's name in the texts below ("{business}"); empty: the current consent text's name.
+WHATSAPP_BUSINESS_NAME = env.str("WHATSAPP_BUSINESS_NAME", default="")
+# Answers to the keywords people send. Empty: the built-in wording (messaging/keywords.py DEFAULT_TEXTS).
+WHATSAPP_HELP_TEXT = env.str("WHATSAPP_HELP_TEXT", default="")
+WHATSAPP_OPT_OUT_CONFIRMATION_TEXT = env.str("WHATSAPP_OPT_OUT_CONFIRMATION_TEXT", default="")
+WHATSAPP_OPT_IN_CONFIRMATION_TEXT = env.str("WHATSAPP_OPT_IN_CONFIRMATION_TEXT", default="")
+WHATSAPP_DOUBLE_OPT_IN_CONFIRMED_TEXT = env.str("WHATSAPP_DOUBLE_OPT_IN_CONFIRMED_TEXT", default="")
+# The approved template (name and language) asking a double opt-in's person to confirm; its first
+# quick-reply button confirms. Unset or not approved: staff get an alert and nothing is sent.
+CONSENT_DOUBLE_OPT_IN_TEMPLATE = env.str("CONSENT_DOUBLE_OPT_IN_TEMPLATE", default="")
+CONSENT_DOUBLE_OPT_IN_TEMPLATE_LANGUAGE = env.str("CONSENT_DOUBLE_OPT_IN_TEMPLATE_LANGUAGE", default="en_US")

@@ -14,9 +14,10 @@ from django.utils.html import format_html, format_html_join
 
 from compliance.models import ConsentSource, Purpose
 from compliance.services import Evidence, consent_current, consent_opt_out_everywhere
+from messaging.admin_inbox import ContactInboxMixin
 from messaging.contact_csv import contact_csv_export_lines, contact_csv_import
 from messaging.forms import ContactAdminForm, ContactCsvImportForm
-from messaging.models import ApiToken, Contact, Sender, Tag, WebhookEvent
+from messaging.models import ApiToken, Contact, Sender, Tag
 from messaging.phone import phone_normalize
 
 #: Rows of the import results table; a file of 100,000 bad rows would otherwise make a page no one reads.
@@ -42,7 +43,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(ContactInboxMixin, admin.ModelAdmin):
     list_display = [
         "phone_number",
         "profile_name",
@@ -58,11 +59,41 @@ class ContactAdmin(admin.ModelAdmin):
     autocomplete_fields = ["tags"]
     readonly_fields = ["created_at", "updated_at"]
     show_full_result_count = False
-    change_list_template = "admin/messaging/contact/change_list.html"
+    # Adds the conversation and "waiting for a reply" links to the pages below (admin_inbox.py).
+    change_list_template = "admin/messaging/contact/change_list_inbox.html"
+    change_form_template = "admin/messaging/contact/change_form.html"
     actions = ["export_selected_csv", "staff_opt_out"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tags")
+
+    # --- The conversation: a column on the list, a button on the page (for people who read messages) ---
+
+    def get_list_display(self, request):
+        columns = list(super().get_list_display(request))
+        return [*columns, "conversation_link"] if self.has_conversation_permission(request) else columns
+
+    @admin.display(description="conversation")
+    def conversation_link(self, contact: Contact) -> str:
+        return format_html(
+            '<a href="{}" class="contact-conversation-link" title="{}">💬 Open</a>',
+            self.conversation_url(contact.pk),
+            "The conversation: messages both ways, and a reply box",
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_view_conversation": self.has_conversation_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_view_conversation": self.has_conversation_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
 
     # --- Consent: a read-only section on the change page, and the staff opt-out action ---
 
@@ -175,6 +206,7 @@ class ContactAdmin(admin.ModelAdmin):
         return [
             path("import/", self.admin_site.admin_view(self.import_csv_view), name=f"{prefix}_import"),
             path("export/", self.admin_site.admin_view(self.export_csv_view), name=f"{prefix}_export"),
+            *self._inbox_urls(),
             *super().get_urls(),
         ]
 
@@ -269,17 +301,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return False  # tokens are created with `manage.py create_api_token` so the secret is shown once
 
 
-@admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "provider", "state", "body_sha256"]
-    list_filter = ["state", "provider"]
-    readonly_fields = [field.name for field in WebhookEvent._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
+# Unacknowledged errors and warnings from Meta, on top of the admin index (a small include: the index may
+# grow into a dashboard; its template is the place to add to).
+admin.site.index_template = "admin/messaging/index.html"
 
 from messaging import admin_messages  # noqa: E402,F401

@@ -240,6 +240,9 @@ class Message(models.Model):
         related_name="messages",
     )
     template_category = models.CharField(max_length=16, blank=True)
+    # Set only by the system for the messages the gate treats specially (compliance.gate.SystemPurpose:
+    # the STOP confirmation, the double opt-in request); never from the API or the admin.
+    purpose = models.CharField(max_length=32, blank=True, editable=False)
     reply_to = models.CharField(max_length=128, blank=True, help_text="wamid this message answers")
     status = models.CharField(max_length=20, choices=MessageStatus.choices, default=MessageStatus.DRAFT)
     provider_message_id = models.CharField(max_length=128, null=True, blank=True, unique=True)

@@ -9,7 +9,8 @@ COMPOSER = "Composer"
 APPROVER = "Approver"
 AUDITOR = "Auditor"
 COMPLIANCE_OFFICER = "Compliance officer"
-ALL_ROLES = (COMPOSER, APPROVER, AUDITOR, COMPLIANCE_OFFICER)
+OPERATOR = "Operator"
+ALL_ROLES = (COMPOSER, APPROVER, AUDITOR, COMPLIANCE_OFFICER, OPERATOR)
 
 #: role → "app_label.codename" permissions it holds (and nothing else).
 ROLE_PERMISSIONS: dict[str, set[str]] = {
@@ -54,6 +55,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # Every message, its timeline and the delivery log (requests to the provider, redacted).
         "messaging.view_message",
         "messaging.view_providercall",
+        # The webhook inbox (raw deliveries as received) and Meta's alerts, read-only.
+        "messaging.view_webhookevent",
+        "messaging.view_provideralert",
     },
     # An auditor's reading and exporting, plus writing new consent wording.
     COMPLIANCE_OFFICER: {
@@ -68,6 +72,18 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "compliance.view_consentexport",
         "compliance.view_staffauditentry",
         "compliance.export_consent",
+    },
+    # Keeps the WhatsApp connection healthy: reads the webhook inbox and replays deliveries (the one
+    # "change" a stored delivery allows; processing is idempotent), reads and acknowledges Meta's alerts,
+    # and reads conversations to check what a delivery did. Sends nothing, changes no consent.
+    OPERATOR: {
+        "messaging.view_contact",
+        "messaging.view_sender",
+        "messaging.view_message",
+        "messaging.view_webhookevent",
+        "messaging.change_webhookevent",
+        "messaging.view_provideralert",
+        "messaging.change_provideralert",
     },
 }
 
