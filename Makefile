@@ -41,7 +41,7 @@ lint: install
 	$(PY) -m ruff format --check .
 
 worker: install
-	$(VENV)/bin/celery -A config worker --loglevel=INFO
+	$(VENV)/bin/celery -A config worker --pool=threads --concurrency=4 --loglevel=INFO
 
 # Periodic jobs (template sync every 15 minutes); run exactly one beat per deployment.
 beat: install

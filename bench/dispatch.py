@@ -13,7 +13,17 @@ reached the double, must never exceed it. Both phases also report the limiter's 
 commits, read from Redis) and the p50/p99 of how long workers waited for the double's answer.
 
 Messages are created the fast way (bulk_create, already `queued`, free-form text to contacts who
-wrote a moment ago, so the gate allows them) and enqueued with one task each, as approval does.
+wrote a moment ago, so the gate allows them) and enqueued as a bulk send is (messaging.tasks
+.messages_enqueue): `send_messages` tasks of SEND_BATCH_SIZE ids, each claimed with one UPDATE ...
+RETURNING and sent concurrently on the worker's send pool. BENCH_DISPATCH_ENQUEUE=single enqueues one
+`send_message` task per id instead, as approval does (the workers then run THREADS task threads).
+
+The workers run as recommended for production (config/celery.py):
+
+    celery -A config worker --pool=threads --concurrency=4
+
+with WHATSAPP_SEND_THREADS = BENCH_DISPATCH_THREADS requests in flight per process, the bare client's
+concurrency.
 
 Everything lives in a throwaway PostgreSQL database created beside DATABASE_URL's (default
 postgres://postgres@127.0.0.1:5432/postgres) and dropped afterwards; the limiter and the circuit
@@ -21,8 +31,9 @@ breaker use REDIS_URL (default redis://127.0.0.1:6379/0) under a key prefix of t
 broker and results a database of their own on that server (BENCH_DISPATCH_REDIS_DB, 14), cleaned
 afterwards. Skipped with a printed reason when PostgreSQL or Redis is unreachable. The double runs
 in a process of its own at a higher priority (it stands in for Meta's servers, which do not share
-this machine's CPUs). Knobs for experiments: BENCH_DISPATCH_THREADS (32), BENCH_DISPATCH_POOL
-(threads | prefork), BENCH_DISPATCH_DB_REUSE_MAX (try Celery's CELERY_DB_REUSE_MAX).
+this machine's CPUs). Knobs for experiments: BENCH_DISPATCH_THREADS (32), BENCH_DISPATCH_ENQUEUE
+(batch | single), BENCH_DISPATCH_TASK_THREADS (4: task threads per worker in batch mode),
+BENCH_DISPATCH_POOL (threads | prefork).
 
     BENCH_DISPATCH_COUNT=2000 python -m bench.dispatch
 """
@@ -52,17 +63,17 @@ UNIT = "msg/s"
 TOKEN = "bench-dispatch-token"  # noqa: S105 - talks to the local double only
 PHONE_NUMBER_ID = "106540352242933"
 WORKERS = 2
-POOL = os.environ.get("BENCH_DISPATCH_POOL", "threads")  # or prefork (one process per concurrent send)
-THREADS = int(os.environ.get("BENCH_DISPATCH_THREADS", "32"))  # per worker, and per bare-client process
+POOL = os.environ.get("BENCH_DISPATCH_POOL", "threads")  # or prefork (one process per concurrent task)
+THREADS = int(os.environ.get("BENCH_DISPATCH_THREADS", "32"))  # requests in flight per worker / bare process
+ENQUEUE = os.environ.get("BENCH_DISPATCH_ENQUEUE", "batch")  # or single (one send_message task per id)
+TASK_THREADS = int(os.environ.get("BENCH_DISPATCH_TASK_THREADS", "4"))  # per worker, batch mode
 #: Broker and result backend: a Redis database of the bench's own on the REDIS_URL server (results of
 #: the run are deleted afterwards); the limiter and the circuit breaker use REDIS_URL itself.
 BROKER_DB = int(os.environ.get("BENCH_DISPATCH_REDIS_DB", "14"))
-#: Set to try Celery's CELERY_DB_REUSE_MAX (not in config/settings.py): without it, Celery's Django
-#: fixup closes the worker thread's database connection before and after every task.
-DB_REUSE_MAX = os.environ.get("BENCH_DISPATCH_DB_REUSE_MAX", "")
+#: The workers' send pool follows THREADS (settings.WHATSAPP_SEND_THREADS, set before the worker starts).
 WORKER_LAUNCHER = (
     "import os, sys; from django.conf import settings; "
-    "settings.CELERY_DB_REUSE_MAX = int(os.environ['BENCH_DISPATCH_DB_REUSE_MAX']); "
+    "settings.WHATSAPP_SEND_THREADS = int(os.environ['BENCH_DISPATCH_THREADS']); "
     "from celery.__main__ import main; sys.argv[0] = 'celery'; sys.exit(main())"
 )
 ROUNDS = int(os.environ.get("BENCH_DISPATCH_ROUNDS", "2"))
@@ -158,14 +169,16 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
     low = f["low_limit"]
     ratio = round(pipeline / bare, 3)
     threads = f["threads"]
-    config = f" ({f['pool']} pool)" + (
-        f", CELERY_DB_REUSE_MAX={f['db_reuse_max']}" if f["db_reuse_max"] else ""
+    config = f" ({f['pool']} pool, {f['task_threads']} task threads; " + (
+        "one send_message task per message)"
+        if f["enqueue"] == "single"
+        else f"send_messages tasks of {f['batch_size']} ids)"
     )
     return {
         "name": NAME,
         "description": (
             f"{f['count']} queued text messages through claim, gate, circuit, limiter, cloud backend and "
-            f"record; {WORKERS} Celery workers x {threads} threads{config}, PostgreSQL {f['server_version']}, "
+            f"record; {WORKERS} Celery workers x {threads} requests in flight{config}, PostgreSQL {f['server_version']}, "
             f"Redis; double latency {f['latency_ms']:g} ms; best of {ROUNDS}. Most requests in any one "
             f"second at the double: {f['pipeline']['max_per_second']} at limit {f['high_limit']}/s; "
             f"{low['max_per_second']} at limit {low['limit']}/s (limiter's own count "
@@ -178,7 +191,7 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
             "seconds": f["bare"]["seconds"],
         },
         "measured": {
-            "label": f"full pipeline, {WORKERS} Celery workers x {threads} threads",
+            "label": f"full pipeline, {WORKERS} Celery workers x {threads} requests in flight",
             "value": pipeline,
             "seconds": f["pipeline"]["seconds"],
             "double_side_rate": f["pipeline"]["double_rate"],
@@ -308,16 +321,14 @@ class _Workers:
                 self.processes.append(
                     subprocess.Popen(  # noqa: S603 - our own worker command
                         [
-                            *(
-                                [sys.executable, "-c", WORKER_LAUNCHER]
-                                if DB_REUSE_MAX
-                                else [str(Path(sys.executable).parent / "celery")]
-                            ),
+                            sys.executable,
+                            "-c",
+                            WORKER_LAUNCHER,
                             "-A",
                             "config",
                             "worker",
                             f"--pool={POOL}",
-                            f"--concurrency={THREADS}",
+                            f"--concurrency={THREADS if ENQUEUE == 'single' else TASK_THREADS}",
                             "--without-gossip",
                             "--without-mingle",
                             "--without-heartbeat",
@@ -416,13 +427,19 @@ def _dispatch(
     from django.db.models import Count
 
     from messaging.models import Message, MessageStatusEvent, ProviderCall
+    from messaging.sending import SEND_BATCH_SIZE
 
     already = len(double.arrivals)
     low, high = min(ids), max(ids)  # bulk_create gives each batch consecutive ids
     started = time.time()
     with app.producer_or_acquire() as producer:
-        for pk in ids:
-            app.send_task("messaging.tasks.send_message", args=[pk], queue=queue, producer=producer)
+        if ENQUEUE == "single":
+            for pk in ids:
+                app.send_task("messaging.tasks.send_message", args=[pk], queue=queue, producer=producer)
+        else:
+            for start in range(0, len(ids), SEND_BATCH_SIZE):
+                batch = ids[start : start + SEND_BATCH_SIZE]
+                app.send_task("messaging.tasks.send_messages", args=[batch], queue=queue, producer=producer)
     enqueued = time.time()
     deadline = started + timeout
     messages = Message.objects.filter(pk__gte=low, pk__lte=high)
@@ -537,6 +554,7 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
     from django.db import connection
 
     from messaging.models import Message, Sender
+    from messaging.sending import SEND_BATCH_SIZE
     from messaging.whatsapp.base import OutgoingMessage
     from messaging.whatsapp.cloud import CloudBackend
 
@@ -590,6 +608,7 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
             "WHATSAPP_GRAPH_URL": double.base_url,
             "WHATSAPP_API_VERSION": "v23.0",
             "WHATSAPP_ACCESS_TOKEN": TOKEN,
+            "BENCH_DISPATCH_THREADS": str(THREADS),
         },
     )
     commits = _CommitLog(settings.REDIS_URL, f"bench-dispatch-{run_id}:send-slot:{sender.pk}:sent")
@@ -631,7 +650,9 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
         "count": count,
         "threads": THREADS,
         "pool": POOL,
-        "db_reuse_max": DB_REUSE_MAX or None,
+        "enqueue": ENQUEUE,
+        "batch_size": SEND_BATCH_SIZE,
+        "task_threads": THREADS if ENQUEUE == "single" else TASK_THREADS,
         "latency_ms": latency_ms,
         "server_version": server_version,
         "high_limit": high_limit,

@@ -14,6 +14,12 @@ Routes (anything else answers 404 with Meta's "Unsupported get request" error):
   seeded with `add_template` (opaque cursors; `paging.next` is omitted on the last page).
 - `POST /{version}/{waba_id}/message_templates` creates a PENDING template; a duplicate name and
   language answers Meta's code 100 / subcode 2388024.
+- `POST /{version}/{message_template_id}` edits a template like Meta's "Edit template": only
+  `category` and `components` change (name and language must stay as they are), the template goes back
+  to PENDING and the answer is `{"success": true}`. Meta's rules: only APPROVED, REJECTED or PAUSED
+  templates can be edited; an approved (or paused) template keeps its category and may be edited once
+  per 24 hours and 10 times per 30 days; rejected templates any number of times. `clock` (a callable
+  returning epoch seconds) lets tests move time on.
 
 Every request needs `Authorization: Bearer <access_token>` (or `?access_token=`); otherwise HTTP 401
 with Meta's code 190. Every request is recorded in `requests` (with the id of the TCP connection it
@@ -34,6 +40,7 @@ import socket
 import string
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -69,6 +76,14 @@ BAD_GATEWAY_HTML = (
 )
 
 _ROUTE_RE = re.compile(r"^/(?P<version>v\d+\.\d+)/(?P<node>[^/]+)/(?P<edge>[^/]+)/?$")
+_NODE_RE = re.compile(r"^/(?P<version>v\d+\.\d+)/(?P<node>[^/]+)/?$")
+#: The body properties of Meta's "Edit template" (operationId editTemplate in Meta's OpenAPI spec).
+TEMPLATE_EDIT_FIELDS = frozenset({"category", "components", "language", "name"})
+EDITABLE_TEMPLATE_STATUSES = frozenset({"APPROVED", "REJECTED", "PAUSED"})
+#: Meta's limits on editing an approved template; rejected and paused ones are not limited.
+APPROVED_EDITS_PER_DAY = 1
+APPROVED_EDITS_PER_30_DAYS = 10
+DAY_SECONDS = 24 * 60 * 60
 _TRACE_ALPHABET = string.ascii_letters + string.digits + "_-"
 _connection_ids = itertools.count(1)  # process-wide, so ids never repeat across doubles
 
@@ -277,6 +292,8 @@ class GraphApiDouble:
         self._connections_opened = 0
         self._wamid_counter = itertools.count(1)
         self._template_ids = itertools.count(1_185_000_000_000_001)
+        self._template_edits: dict[str, list[float]] = {}  # template id → when approved versions were edited
+        self.clock = time.time
 
     # --- Lifecycle --------------------------------------------------------------------------------
 
@@ -357,6 +374,7 @@ class GraphApiDouble:
             self._requests.clear()
             self._messages.clear()
             self._templates.clear()
+            self._template_edits.clear()
             self._faults.clear()
             self._connections_opened = 0
 
@@ -370,6 +388,28 @@ class GraphApiDouble:
             stored.setdefault("id", str(next(self._template_ids)))
             self._templates.setdefault(waba_id, []).append(stored)
         return dict(stored)
+
+    def set_template(self, template_id: str, **fields: Any) -> dict[str, Any]:
+        """Play Meta's review: e.g. `set_template(id, status="REJECTED", rejected_reason="INVALID_FORMAT")`."""
+        with self._lock:
+            stored = self._template_by_id(template_id)
+            if stored is None:
+                raise KeyError(template_id)
+            stored.update(fields)
+            return dict(stored)
+
+    def template(self, template_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            stored = self._template_by_id(template_id)
+            return dict(stored) if stored is not None else None
+
+    def _template_by_id(self, template_id: str) -> dict[str, Any] | None:
+        """Callers hold `_lock`."""
+        for templates in self._templates.values():
+            for stored in templates:
+                if stored.get("id") == template_id:
+                    return stored
+        return None
 
     def inject_fault(
         self,
@@ -488,6 +528,12 @@ class GraphApiDouble:
             return _json_response(200, self._list_templates(match["node"], request))
         if match and edge == "message_templates" and request.method == "POST":
             return _json_response(200, self._create_template(match["node"], request))
+        node_match = _NODE_RE.match(request.path)
+        if node_match and request.method == "POST":
+            with self._lock:
+                known = self._template_by_id(node_match["node"]) is not None
+            if known:
+                return _json_response(200, self._edit_template(node_match["node"], request))
         node = match["node"] if match else request.path.strip("/").split("/")[-1]
         raise GraphError(
             404,
@@ -711,6 +757,86 @@ class GraphApiDouble:
             }
             existing.append(template)
         return {"id": template["id"], "status": "PENDING", "category": template["category"]}
+
+    def _edit_template(self, template_id: str, request: RecordedRequest) -> dict[str, Any]:
+        payload = self._json_body(request)
+        unknown = sorted(set(payload) - TEMPLATE_EDIT_FIELDS)
+        if unknown:
+            raise _invalid(
+                "Invalid parameter",
+                f"Unexpected key(s) {', '.join(unknown)}; a template edit takes "
+                f"{', '.join(sorted(TEMPLATE_EDIT_FIELDS))}.",
+            )
+        components = payload.get("components")
+        if "components" in payload and (not isinstance(components, list) or not components):
+            raise _required("components")
+        category = payload.get("category")
+        if category is not None and (
+            not isinstance(category, str) or category.upper() not in TEMPLATE_CATEGORIES
+        ):
+            raise _invalid(
+                f'Param category must be one of {{{", ".join(sorted(TEMPLATE_CATEGORIES))}}} - got "{category}".',
+                f"Unsupported template category {category!r}.",
+            )
+        if components is None and category is None:
+            raise _invalid("Invalid parameter", "A template edit needs components or a category.")
+        now = self.clock()
+        with self._lock:
+            stored = self._template_by_id(template_id)
+            if stored is None:  # reset() between routing and here
+                raise _invalid("Invalid parameter", f"Unknown template {template_id}.")
+            for key in ("name", "language"):
+                if key in payload and payload[key] != stored.get(key):
+                    raise _edit_refused(
+                        "Template name or language cannot be edited",
+                        f"The {key} of a template cannot be changed; create a new template instead.",
+                    )
+            status = str(stored.get("status", "")).upper()
+            if status not in EDITABLE_TEMPLATE_STATUSES:
+                raise _edit_refused(
+                    "Template cannot be edited",
+                    f"Only approved, rejected or paused templates can be edited; this one is {status}.",
+                )
+            was_approved = status in ("APPROVED", "PAUSED")
+            if was_approved and category is not None and category.upper() != stored.get("category"):
+                raise _edit_refused(
+                    "Category cannot be edited",
+                    "The category of an approved template cannot be changed.",
+                )
+            if status == "APPROVED":
+                edits = [t for t in self._template_edits.get(template_id, []) if now - t < 30 * DAY_SECONDS]
+                if sum(1 for t in edits if now - t < DAY_SECONDS) >= APPROVED_EDITS_PER_DAY:
+                    raise _edit_refused(
+                        "Edit limit reached",
+                        f"An approved template can be edited {APPROVED_EDITS_PER_DAY} time per 24 hours; "
+                        "try again later.",
+                    )
+                if len(edits) >= APPROVED_EDITS_PER_30_DAYS:
+                    raise _edit_refused(
+                        "Edit limit reached",
+                        f"An approved template can be edited {APPROVED_EDITS_PER_30_DAYS} times per 30 days.",
+                    )
+                self._template_edits[template_id] = [*edits, now]
+            if components is not None:
+                stored["components"] = components
+            if category is not None:
+                stored["category"] = category.upper()
+            stored["status"] = "PENDING"
+            stored.pop("rejected_reason", None)
+        return {"success": True}
+
+
+def _edit_refused(title: str, message: str) -> GraphError:
+    return GraphError(
+        400,
+        meta_error(
+            message="Invalid parameter",
+            code=100,
+            is_transient=False,
+            error_user_title=title,
+            error_user_msg=message,
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

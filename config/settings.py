@@ -242,6 +242,8 @@ WHATSAPP = {
     ),
     "SIMULATOR_STATUS_DELAY": env.float("WHATSAPP_SIMULATOR_STATUS_DELAY", default=1.0),
 }
+# Requests to Meta one worker process keeps in flight (its send thread pool and HTTP connection pool).
+WHATSAPP_SEND_THREADS = env.int("WHATSAPP_SEND_THREADS", default=32)
 
 # Region used to read phone numbers typed without a country code, e.g. "(555) 012-3456".
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
@@ -282,3 +284,21 @@ WHATSAPP_DOUBLE_OPT_IN_CONFIRMED_TEXT = env.str("WHATSAPP_DOUBLE_OPT_IN_CONFIRME
 # quick-reply button confirms. Unset or not approved: staff get an alert and nothing is sent.
 CONSENT_DOUBLE_OPT_IN_TEMPLATE = env.str("CONSENT_DOUBLE_OPT_IN_TEMPLATE", default="")
 CONSENT_DOUBLE_OPT_IN_TEMPLATE_LANGUAGE = env.str("CONSENT_DOUBLE_OPT_IN_TEMPLATE_LANGUAGE", default="en_US")
+
+# --- Email (template status notices to staff) ------------------------------------------------------
+
+# Development prints mail to the console; production sends through SMTP (EMAIL_HOST etc.).
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="whatsapp-platform@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)

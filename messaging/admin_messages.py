@@ -691,6 +691,7 @@ class MessageAdmin(admin.ModelAdmin):
                 ("sent", message.sent_at),
                 ("delivered", message.delivered_at),
                 ("read", message.read_at),
+                ("played", message.played_at),
                 ("failed", message.failed_at),
             )
             if value
@@ -701,7 +702,10 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="pricing")
     def pricing(self, message: Message) -> str:
-        return " / ".join(v for v in (message.pricing_category, message.pricing_type) if v) or "—"
+        parts = [message.pricing_category, message.pricing_type, message.pricing_model]
+        if message.billable is False:
+            parts.append("not billable")
+        return " / ".join(part for part in parts if part) or "—"
 
     @admin.display(description="timeline")
     def status_timeline(self, message: Message) -> str:

@@ -17,26 +17,35 @@ repeated blindly (it becomes `unconfirmed` until a status webhook or staff settl
 import json
 import logging
 import random
+import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from compliance.gate import MessageFacts, Verdict, gate_check
-from compliance.models import ConsentSource
-from compliance.services import Evidence, consent_record
+from compliance.gate import MessageFacts, Verdict, gate_check_many
 from config.logging import redact
 from messaging.limiter import rate_acquire
-from messaging.models import Message, MessageStatus, MessageStatusEvent, ProviderCall, Sender
+from messaging.models import (
+    Message,
+    MessageStatus,
+    MessageStatusEvent,
+    PendingStatus,
+    ProviderCall,
+    Sender,
+)
 from messaging.whatsapp import (
     ErrorAction,
     OutgoingMessage,
     SenderRef,
+    SendResult,
     WhatsAppApiError,
     WhatsAppBackend,
     WhatsAppError,
@@ -57,6 +66,11 @@ PAUSED_SENDER_RECHECK_SECONDS = 60
 # later. Shorter would free threads sooner for other senders' messages, at that cost.
 RATE_LIMIT_MAX_WAIT = 5.0
 LOG_BODY_LIMIT = 4000
+#: Requests one worker process keeps in flight (its send pool; override: settings.WHATSAPP_SEND_THREADS).
+#: At Meta's ~50-200 ms per request, 1,000 msg/s needs 50-200 in flight across all workers.
+SEND_THREADS = 32
+#: Message ids per send task (send_messages): one claim, one read, one gate query pair, one write.
+SEND_BATCH_SIZE = 32
 META_MARKETING_OPT_OUT_CODE = 131050
 META_PAIR_RATE_LIMIT_CODE = 131056  # one recipient throttled: says nothing about Meta's health
 
@@ -122,46 +136,7 @@ def message_facts(message: Message, at: datetime) -> MessageFacts:
         timezone=message.contact.timezone,
         last_inbound_at=message.contact.last_inbound_at,
         marketing_sent_recently=recent_marketing,
-    )
-
-
-def message_claim(message_id: int, *, now: datetime | None = None) -> bool:
-    """Take a due message for sending. Exactly one caller wins; the others get False."""
-    now = now or timezone.now()
-    claimed = (
-        Message.objects.filter(
-            pk=message_id,
-            direction=Message.Direction.OUTBOUND,
-            status__in=[MessageStatus.QUEUED, MessageStatus.DEFERRED],
-        )
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(status=MessageStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1)
-    )
-    return claimed == 1
-
-
-def _log_call(
-    message: Message,
-    backend: WhatsAppBackend,
-    payload: dict,
-    *,
-    started: float,
-    http_status: int | None,
-    response: object = "",
-    error: str = "",
-) -> None:
-    ProviderCall.objects.create(
-        message=message,
-        backend=backend.name,
-        method="POST",
-        url=backend.message_endpoint(message.sender.ref),
-        http_status=http_status,
-        elapsed_ms=int((time.perf_counter() - started) * 1000),
-        request_body=redact(json.dumps(payload, ensure_ascii=False))[:LOG_BODY_LIMIT],
-        response_body=redact(
-            response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
-        )[:LOG_BODY_LIMIT],
-        error=redact(error)[:LOG_BODY_LIMIT],
+        purpose=message.purpose,
     )
 
 
@@ -348,6 +323,15 @@ def sender_circuit_reset(sender_id: int) -> None:
     _circuit_close(sender_id, "reset by hand")
 
 
+# --- One batch of messages through the pipeline ---------------------------------------------------
+#
+# A batch is what one task hands over: one claim (UPDATE ... RETURNING), one read, one gate query
+# pair, one circuit check per sender; then every cleared message takes its own rate-limit slot and
+# makes its request on the process's send pool (SEND_THREADS at once, each thread keeping one pooled
+# keep-alive connection of the backend's session); then one write of the answers. A single message
+# (send_message) takes the same path, its request made inline.
+
+
 @dataclass(frozen=True)
 class _Ready:
     """A claimed message cleared to go: everything the request needs, and its circuit ticket."""
@@ -357,6 +341,71 @@ class _Ready:
     payload: dict
     sender_ref: SenderRef
     ticket: _CircuitTicket
+
+
+@dataclass
+class _SenderTurn:
+    """One sender's circuit, as this batch saw it. Once a send of the batch fails in a way that counts
+    against the circuit, the batch's remaining sends of that sender ask the circuit again first."""
+
+    ticket: _CircuitTicket
+    failed: bool = False
+
+
+@dataclass
+class _Attempt:
+    """What happened to one cleared message on the send pool."""
+
+    message: Message
+    ready: _Ready
+    result: SendResult | None = None  # Meta accepted it
+    error: WhatsAppError | None = None  # Meta (or the way there) refused it
+    not_sent: SendOutcome | None = None  # nothing left: back to the queue (this outcome)
+    not_sent_detail: str = ""
+    crash: BaseException | None = None  # an unexpected exception (re-raised once the batch is recorded)
+    elapsed_ms: int = 0
+    answered_at: datetime | None = None
+
+
+def messages_claim(message_ids: Sequence[int], *, now: datetime | None = None) -> list[int]:
+    """Take due messages for sending with one conditional UPDATE ... RETURNING (queued or deferred and
+    due → sending). Each id is won by exactly one caller; returns the ids this caller won."""
+    if not message_ids:
+        return []
+    now = now or timezone.now()
+    column = {name: connection.ops.quote_name(Message._meta.get_field(name).column) for name in _CLAIM_FIELDS}
+    table = connection.ops.quote_name(Message._meta.db_table)
+    when = connection.ops.adapt_datetimefield_value(now)
+    # Names come from the model's own metadata; every value is a parameter.
+    sql = (
+        f"UPDATE {table} SET {column['status']} = %s, {column['claimed_at']} = %s, "  # noqa: S608
+        f"{column['attempts']} = {column['attempts']} + 1 "
+        f"WHERE {column['id']} IN ({', '.join(['%s'] * len(message_ids))}) "
+        f"AND {column['direction']} = %s AND {column['status']} IN (%s, %s) "
+        f"AND ({column['next_attempt_at']} IS NULL OR {column['next_attempt_at']} <= %s) "
+        f"RETURNING {column['id']}"
+    )
+    params = [
+        MessageStatus.SENDING,
+        when,
+        *message_ids,
+        Message.Direction.OUTBOUND,
+        MessageStatus.QUEUED,
+        MessageStatus.DEFERRED,
+        when,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        won = {row[0] for row in cursor.fetchall()}
+    return [pk for pk in dict.fromkeys(message_ids) if pk in won]
+
+
+_CLAIM_FIELDS = ("id", "status", "claimed_at", "attempts", "direction", "next_attempt_at")
+
+
+def message_claim(message_id: int, *, now: datetime | None = None) -> bool:
+    """Take one due message for sending. Exactly one caller wins; the others get False."""
+    return bool(messages_claim([message_id], now=now))
 
 
 def _back_to_queue(message: Message, *, detail: str, retry_at: datetime | None) -> SendOutcome:
@@ -375,130 +424,374 @@ def _back_to_queue(message: Message, *, detail: str, retry_at: datetime | None) 
 
 def message_send(message_id: int, *, backend: WhatsAppBackend | None = None) -> SendOutcome:
     """Send one message if it is due and nobody else is sending it."""
-    if not message_claim(message_id):
-        return SendOutcome("not_claimed")
-    message = Message.objects.select_related("contact", "sender", "template").get(pk=message_id)
-    record_status(message, MessageStatus.SENDING, source="worker", detail=f"attempt {message.attempts}")
+    return messages_send([message_id], backend=backend)[message_id]
+
+
+def messages_send(
+    message_ids: Sequence[int], *, backend: WhatsAppBackend | None = None
+) -> dict[int, SendOutcome]:
+    """Send the due messages among `message_ids` that nobody else is sending; every id gets its
+    outcome ("not_claimed" for those another caller has, or that are not due)."""
+    outcomes = {pk: SendOutcome("not_claimed") for pk in message_ids}
+    claimed = messages_claim(message_ids)
+    if not claimed:
+        return outcomes
+    messages = Message.objects.select_related("contact", "sender", "template").in_bulk(claimed)
+    messages = [messages[pk] for pk in claimed]
+    MessageStatusEvent.objects.bulk_create(
+        _status_event(m, MessageStatus.SENDING, source="worker", detail=f"attempt {m.attempts}")
+        for m in messages
+    )
     try:
-        ready = _clear_to_send(message, backend)
+        cleared = _clear_to_send(messages, backend, outcomes)
     except Exception as exc:
-        # Nothing has left yet (a configuration error, Redis unreachable, ...): back to the queue
-        # rather than stuck in `sending`, which would end `unconfirmed` although nothing was sent.
+        # Nothing has left yet (a configuration error, the database or Redis unreachable, ...): back to
+        # the queue rather than stuck in `sending`, which would end `unconfirmed` although nothing was sent.
+        logger.exception("Messages %s: error before sending; back to the queue", [m.pk for m in messages])
+        retry_at = timezone.now() + timedelta(seconds=PAUSED_SENDER_RECHECK_SECONDS)
+        for message in messages:
+            if message.status == MessageStatus.SENDING:
+                _back_to_queue(message, detail=f"worker error before sending: {exc}"[:500], retry_at=retry_at)
+        raise
+    attempts = _send_all(cleared)
+    outcomes.update(_record(attempts))
+    crash = next((a.crash for a in attempts if a.crash is not None), None)
+    if crash is not None:
+        raise crash
+    return outcomes
+
+
+def _status_event(message: Message, status: str, *, source: str, detail: str = "") -> MessageStatusEvent:
+    return MessageStatusEvent(
+        message=message, status=status, source=source, detail=detail, occurred_at=timezone.now()
+    )
+
+
+def _clear_to_send(
+    messages: list[Message], backend: WhatsAppBackend | None, outcomes: dict[int, SendOutcome]
+) -> list[tuple[Message, _Ready]]:
+    """Paused sender, the gate, the circuit, in that order; the messages that may go, each with what
+    its request needs (built before its rate-limit slot, so it leaves the moment the slot opens).
+    Every other message gets its outcome in `outcomes`. Nothing sent yet."""
+    now = timezone.now()
+    active = []
+    for message in messages:
+        if message.sender.paused_at or not message.sender.is_active:
+            outcomes[message.pk] = _back_to_queue(
+                message,
+                detail=f"sender paused: {message.sender.pause_reason or 'inactive'}",
+                retry_at=now + timedelta(seconds=PAUSED_SENDER_RECHECK_SECONDS),
+            )
+        else:
+            active.append(message)
+
+    decisions = gate_check_many([message_facts(m, now) for m in active])
+    allowed = []
+    for message, decision in zip(active, decisions, strict=True):
+        if decision.verdict is Verdict.DENY:
+            _move(
+                message,
+                from_status=MessageStatus.SENDING,
+                to_status=MessageStatus.BLOCKED,
+                source="gate",
+                detail=decision.detail,
+                error_code=decision.code,
+                error_title=decision.detail,
+                failed_at=now,
+            )
+            outcomes[message.pk] = SendOutcome(MessageStatus.BLOCKED)
+        elif decision.verdict is Verdict.DEFER:
+            _move(
+                message,
+                from_status=MessageStatus.SENDING,
+                to_status=MessageStatus.DEFERRED,
+                source="gate",
+                detail=decision.detail,
+                next_attempt_at=decision.defer_until,
+                attempts=F("attempts") - 1,
+            )
+            outcomes[message.pk] = SendOutcome(MessageStatus.DEFERRED, decision.defer_until)
+        else:
+            allowed.append(message)
+
+    backend = backend or (get_backend() if allowed else None)
+    tickets: dict[int, _CircuitTicket] = {}
+    cleared = []
+    for message in allowed:
+        ticket = tickets.get(message.sender_id)
+        if ticket is None:
+            ticket = tickets[message.sender_id] = _circuit_before_send(message.sender_id, now)
+        elif ticket.probe:
+            # Half-open: the batch's first message of this sender is the one probe; the rest wait.
+            ticket = _CircuitTicket(
+                False,
+                retry_at=now + timedelta(seconds=circuit_config()["HALF_OPEN_RECHECK_SECONDS"]),
+                detail="circuit half-open: waiting for the probe send to Meta",
+            )
+        if not ticket.allowed:
+            outcomes[message.pk] = _back_to_queue(message, detail=ticket.detail, retry_at=ticket.retry_at)
+            continue
+        outgoing = OutgoingMessage(
+            to=message.contact.phone_number,
+            type=message.kind,
+            content=message.content,
+            reply_to=message.reply_to or None,
+            callback_data=str(message.pk),
+        )
+        payload = backend.build_message_payload(outgoing)
+        cleared.append((message, _Ready(backend, outgoing, payload, message.sender.ref, ticket)))
+    return cleared
+
+
+_send_pool: ThreadPoolExecutor | None = None
+_send_pool_lock = threading.Lock()
+
+
+def send_threads() -> int:
+    """Requests one process keeps in flight (settings.WHATSAPP_SEND_THREADS, default SEND_THREADS)."""
+    return int(getattr(settings, "WHATSAPP_SEND_THREADS", SEND_THREADS))
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _send_pool
+    with _send_pool_lock:
+        if _send_pool is None:
+            _send_pool = ThreadPoolExecutor(max_workers=send_threads(), thread_name_prefix="whatsapp-send")
+        return _send_pool
+
+
+def _send_all(cleared: list[tuple[Message, _Ready]]) -> list[_Attempt]:
+    """Every cleared message's slot and request; a lone message's inline, a batch's on the send pool."""
+    turns = {m.sender_id: _SenderTurn(ready.ticket) for m, ready in cleared}
+    attempts = [_Attempt(message, ready) for message, ready in cleared]
+    if len(attempts) == 1:
+        _attempt(attempts[0], turns[attempts[0].message.sender_id])
+    else:
+        futures = [_pool().submit(_attempt, a, turns[a.message.sender_id]) for a in attempts]
+        for future in futures:
+            future.result()  # _attempt keeps its exceptions in the attempt
+    return attempts
+
+
+def _attempt(attempt: _Attempt, turn: _SenderTurn) -> None:
+    """One message: the circuit again if the batch saw it fail, the rate-limit slot, the request.
+    Runs on the send pool: touches Redis and the network, never the database."""
+    message, ready = attempt.message, attempt.ready
+    try:
+        if turn.failed and not ready.ticket.probe:
+            ticket = _circuit_before_send(message.sender_id, timezone.now())
+            if not ticket.allowed:
+                attempt.not_sent = SendOutcome(MessageStatus.QUEUED, ticket.retry_at)
+                attempt.not_sent_detail = ticket.detail
+                return
+            if ticket.probe:
+                attempt.ready = ready = _Ready(
+                    ready.backend, ready.outgoing, ready.payload, ready.sender_ref, ticket
+                )
+        try:
+            acquired = rate_acquire(
+                sender_id=message.sender_id,
+                per_second=message.sender.messages_per_second,
+                max_wait=RATE_LIMIT_MAX_WAIT,
+            )
+        except Exception:
+            _circuit_release_probe(message.sender_id, ready.ticket)
+            raise
+    except Exception as exc:
         logger.exception("Message %s: error before sending; back to the queue", message.pk)
         retry_at = timezone.now() + timedelta(seconds=PAUSED_SENDER_RECHECK_SECONDS)
-        _back_to_queue(message, detail=f"worker error before sending: {exc}"[:500], retry_at=retry_at)
-        raise
-    if isinstance(ready, SendOutcome):
-        return ready
-    return _send_ready(message, ready)
-
-
-def _clear_to_send(message: Message, backend: WhatsAppBackend | None) -> "_Ready | SendOutcome":
-    """Paused sender, the gate, the circuit and the rate limit, in that order; nothing sent yet."""
-    now = timezone.now()
-    if message.sender.paused_at or not message.sender.is_active:
-        return _back_to_queue(
-            message,
-            detail=f"sender paused: {message.sender.pause_reason or 'inactive'}",
-            retry_at=now + timedelta(seconds=PAUSED_SENDER_RECHECK_SECONDS),
-        )
-
-    decision = gate_check(message_facts(message, now))
-    if decision.verdict is Verdict.DENY:
-        _move(
-            message,
-            from_status=MessageStatus.SENDING,
-            to_status=MessageStatus.BLOCKED,
-            source="gate",
-            detail=decision.detail,
-            error_code=decision.code,
-            error_title=decision.detail,
-            failed_at=now,
-        )
-        return SendOutcome(MessageStatus.BLOCKED)
-    if decision.verdict is Verdict.DEFER:
-        _move(
-            message,
-            from_status=MessageStatus.SENDING,
-            to_status=MessageStatus.DEFERRED,
-            source="gate",
-            detail=decision.detail,
-            next_attempt_at=decision.defer_until,
-            attempts=F("attempts") - 1,
-        )
-        return SendOutcome(MessageStatus.DEFERRED, decision.defer_until)
-
-    # Everything the request needs is ready before the slot, so it leaves the moment the slot opens.
-    backend = backend or get_backend()
-    outgoing = OutgoingMessage(
-        to=message.contact.phone_number,
-        type=message.kind,
-        content=message.content,
-        reply_to=message.reply_to or None,
-        callback_data=str(message.pk),
-    )
-    payload = backend.build_message_payload(outgoing)
-
-    ticket = _circuit_before_send(message.sender_id, now)
-    if not ticket.allowed:
-        return _back_to_queue(message, detail=ticket.detail, retry_at=ticket.retry_at)
-    try:
-        acquired = rate_acquire(
-            sender_id=message.sender_id,
-            per_second=message.sender.messages_per_second,
-            max_wait=RATE_LIMIT_MAX_WAIT,
-        )
-    except Exception:
-        _circuit_release_probe(message.sender_id, ticket)
-        raise
+        attempt.not_sent = SendOutcome(MessageStatus.QUEUED, retry_at)
+        attempt.not_sent_detail = f"worker error before sending: {exc}"[:500]
+        attempt.crash = exc
+        return
     if not acquired:
-        _circuit_release_probe(message.sender_id, ticket)
+        _circuit_release_probe(message.sender_id, ready.ticket)
         # Spread over a few seconds: messages refused together must not all come back together.
         spread = RATE_LIMIT_MAX_WAIT * random.uniform(1, 3)  # noqa: S311 - jitter, not security
-        return _back_to_queue(
-            message,
-            detail="rate limit: waiting for a send slot",
-            retry_at=timezone.now() + timedelta(seconds=spread),
-        )
-    return _Ready(backend, outgoing, payload, message.sender.ref, ticket)
-
-
-def _send_ready(message: Message, ready: _Ready) -> SendOutcome:
-    """The request to Meta, and what its answer means. From here on the request may have left: no
-    error puts the message back in the queue blindly."""
-    backend = ready.backend
+        attempt.not_sent = SendOutcome(MessageStatus.QUEUED, timezone.now() + timedelta(seconds=spread))
+        attempt.not_sent_detail = "rate limit: waiting for a send slot"
+        return
+    # From here on the request may have left: no error puts the message back in the queue blindly.
     started = time.perf_counter()
     try:
-        result = backend.send(sender=ready.sender_ref, message=ready.outgoing)
+        attempt.result = ready.backend.send(sender=ready.sender_ref, message=ready.outgoing)
     except WhatsAppError as exc:
-        response = exc.raw if isinstance(exc, WhatsAppApiError) else ""
-        _log_call(
-            message,
-            backend,
-            ready.payload,
-            started=started,
-            http_status=getattr(exc, "http_status", None),
-            response=response,
-            error=str(exc),
+        attempt.error = exc
+    except Exception as exc:  # a bug, not Meta: the message stays `sending` (it may have left)
+        logger.exception("Message %s: unexpected error while sending", message.pk)
+        attempt.crash = exc
+        return
+    finally:
+        attempt.elapsed_ms = int((time.perf_counter() - started) * 1000)
+        attempt.answered_at = timezone.now()
+    if attempt.error is not None and _counts_against_circuit(attempt.error):
+        turn.failed = True
+    _circuit_after_send(message.sender_id, ready.ticket, attempt.error)
+
+
+def _provider_call(attempt: _Attempt) -> ProviderCall:
+    backend, error = attempt.ready.backend, attempt.error
+    if error is None:
+        http_status, response, text = 200, attempt.result.raw, ""
+    else:
+        http_status = getattr(error, "http_status", None)
+        response, text = (error.raw if isinstance(error, WhatsAppApiError) else ""), str(error)
+    return ProviderCall(
+        message=attempt.message,
+        backend=backend.name,
+        method="POST",
+        url=backend.message_endpoint(attempt.ready.sender_ref),
+        http_status=http_status,
+        elapsed_ms=attempt.elapsed_ms,
+        request_body=redact(json.dumps(attempt.ready.payload, ensure_ascii=False))[:LOG_BODY_LIMIT],
+        response_body=redact(
+            response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
+        )[:LOG_BODY_LIMIT],
+        error=redact(text)[:LOG_BODY_LIMIT],
+    )
+
+
+def _mark_sent(accepted: list[_Attempt]) -> int:
+    """Move accepted messages that are still `sending` (the claim's: another actor may have moved one
+    since) to `sent` with Meta's id; one parameterized UPDATE run for all of them (psycopg sends them
+    in one pipeline), so a batch costs one round trip and next to no Python. Returns the rows moved."""
+    column = {name: connection.ops.quote_name(Message._meta.get_field(name).column) for name in _SENT_FIELDS}
+    table = connection.ops.quote_name(Message._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET {column['status']} = %s, {column['provider_message_id']} = %s, "  # noqa: S608
+        f"{column['sent_at']} = %s, {column['error_code']} = '', {column['error_title']} = '', "
+        f"{column['error_details']} = '' WHERE {column['id']} = %s AND {column['status']} = %s"
+    )
+    rows = [
+        (
+            MessageStatus.SENT,
+            a.result.provider_message_id,
+            connection.ops.adapt_datetimefield_value(a.answered_at),
+            a.message.pk,
+            MessageStatus.SENDING,
         )
-        _circuit_after_send(message.sender_id, ready.ticket, exc)
-        return _handle_error(message, exc)
-    _circuit_after_send(message.sender_id, ready.ticket, None)
-    _log_call(message, backend, ready.payload, started=started, http_status=200, response=result.raw)
-    sent_at = timezone.now()
-    _move(
+        for a in accepted
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+        return cursor.rowcount
+
+
+_SENT_FIELDS = (
+    "id",
+    "status",
+    "provider_message_id",
+    "sent_at",
+    "error_code",
+    "error_title",
+    "error_details",
+)
+
+
+def _record(attempts: list[_Attempt]) -> dict[int, SendOutcome]:
+    """Write what the send pool did: the delivery log in one insert, every accepted message moved to
+    `sent` with Meta's id in one conditional update, errors classified one by one."""
+    outcomes: dict[int, SendOutcome] = {}
+    accepted = [a for a in attempts if a.result is not None]
+    lost: list[_Attempt] = []
+    with transaction.atomic():  # one commit for the batch's log and its `sent` messages
+        ProviderCall.objects.bulk_create(
+            _provider_call(a) for a in attempts if a.result is not None or a.error is not None
+        )
+        for a in accepted:
+            m = a.message
+            m.status, m.provider_message_id, m.sent_at = (
+                MessageStatus.SENT,
+                a.result.provider_message_id,
+                a.answered_at,
+            )
+            m.error_code = m.error_title = m.error_details = ""
+        if accepted:
+            moved = _mark_sent(accepted)
+            if moved < len(accepted):
+                mine = set(
+                    Message.objects.filter(
+                        pk__in=[a.message.pk for a in accepted],
+                        provider_message_id__in=[a.result.provider_message_id for a in accepted],
+                    ).values_list("pk", flat=True)
+                )
+                lost = [a for a in accepted if a.message.pk not in mine]
+                accepted = [a for a in accepted if a.message.pk in mine]
+            MessageStatusEvent.objects.bulk_create(
+                _status_event(
+                    a.message,
+                    MessageStatus.SENT,
+                    source="worker",
+                    detail=f"accepted by Meta ({a.result.message_status or 'accepted'})",
+                )
+                for a in accepted
+            )
+    for a in accepted:
+        outcomes[a.message.pk] = SendOutcome(MessageStatus.SENT)
+    for a in lost:
+        outcomes[a.message.pk] = _record_late_acceptance(a)
+    _apply_pending_statuses(
+        [a.result.provider_message_id for a in [*accepted, *lost] if a.message.status == MessageStatus.SENT]
+    )
+    for a in attempts:
+        if a.error is not None:
+            outcomes[a.message.pk] = _handle_error(a.message, a.error)
+        elif a.not_sent is not None:
+            outcomes[a.message.pk] = _back_to_queue(
+                a.message, detail=a.not_sent_detail, retry_at=a.not_sent.retry_at
+            )
+        elif a.crash is not None:
+            outcomes[a.message.pk] = SendOutcome(MessageStatus.SENDING)
+    return outcomes
+
+
+def _record_late_acceptance(attempt: _Attempt) -> SendOutcome:
+    """Meta accepted a message that left `sending` while its request was out (the sweeper made it
+    `unconfirmed` after a very slow answer): Meta's answer settles it; anything else stays as it is."""
+    message, result = attempt.message, attempt.result
+    message.status = MessageStatus.UNCONFIRMED
+    if _move(
         message,
-        from_status=MessageStatus.SENDING,
+        from_status=MessageStatus.UNCONFIRMED,
         to_status=MessageStatus.SENT,
         source="worker",
-        detail=f"accepted by Meta ({result.message_status or 'accepted'})",
+        detail=f"accepted by Meta ({result.message_status or 'accepted'}) after a slow answer",
         provider_message_id=result.provider_message_id,
-        sent_at=sent_at,
+        sent_at=attempt.answered_at,
         error_code="",
         error_title="",
-        error_details="",
+    ):
+        return SendOutcome(MessageStatus.SENT)
+    message.refresh_from_db(fields=["status", "provider_message_id", "sent_at"])
+    logger.warning(
+        "Message %s: Meta accepted it as %s but it is %s now; not recorded",
+        message.pk,
+        result.provider_message_id,
+        message.status,
     )
-    return SendOutcome(MessageStatus.SENT)
+    return SendOutcome(message.status)
+
+
+def _apply_pending_statuses(wamids: list[str]) -> None:
+    """Status webhooks that arrived before we recorded these wamids were kept: apply them now. One
+    query finds the few wamids that have any (a status racing our own send is rare), so a batch does
+    not pay pending_statuses_apply's queries for every message."""
+    from messaging.statuses import pending_statuses_apply
+
+    if not wamids:
+        return
+    waiting = set(
+        PendingStatus.objects.filter(provider_message_id__in=wamids).values_list(
+            "provider_message_id", flat=True
+        )
+    )
+    for wamid in wamids:
+        if wamid not in waiting:
+            continue
+        try:
+            pending_statuses_apply(wamid)
+        except Exception:  # the send is recorded; the statuses stay pending for the sweeper
+            logger.exception("Pending statuses of %s could not be applied", wamid)
 
 
 def _handle_error(message: Message, exc: WhatsAppError) -> SendOutcome:
@@ -569,14 +862,9 @@ def _handle_error(message: Message, exc: WhatsAppError) -> SendOutcome:
     )
     if getattr(exc, "code", None) == META_MARKETING_OPT_OUT_CODE:
         # Meta says the person stopped marketing messages: that is an opt-out, effective at once.
-        consent_record(
-            contact_id=message.contact_id,
-            phone_number=message.contact.phone_number,
-            purpose="marketing",
-            action="opt_out",
-            source=ConsentSource.META_ERROR_131050,
-            evidence=Evidence(message_id=f"message:{message.pk}"),
-        )
+        from messaging.statuses import marketing_opt_out_from_meta
+
+        marketing_opt_out_from_meta(message=message)
     return SendOutcome(MessageStatus.FAILED)
 
 

@@ -12,6 +12,9 @@ a deployment's workers consume the queue:
 
 import os
 import socket
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from celery import shared_task
 
@@ -22,10 +25,13 @@ def worker_ping() -> dict:
     return {"pong": True, "hostname": socket.gethostname(), "pid": os.getpid()}
 
 
-@shared_task(name="messaging.tasks.send_message", acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    name="messaging.tasks.send_message", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
 def send_message(message_id: int) -> str:
     """Send one message. Safe to run twice or concurrently (the claim lets one run through), and safe
-    to redeliver after a crash (acks_late): the pipeline never repeats a request that may have left."""
+    to redeliver after a crash (acks_late): the pipeline never repeats a request that may have left.
+    The returned status shows in the worker's log; nothing reads it, so it is not stored."""
     from messaging.sending import message_send
 
     outcome = message_send(message_id)
@@ -34,18 +40,51 @@ def send_message(message_id: int) -> str:
     return outcome.status
 
 
+@shared_task(
+    name="messaging.tasks.send_messages", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def send_messages(message_ids: list[int]) -> dict[str, int]:
+    """Send a batch of messages (messaging.sending.messages_send: one claim, one read, one write, the
+    requests concurrently); the same guarantees as send_message for every id in it. Messages that
+    must wait (rate limit, circuit, paused sender) come back as batches due at the same second."""
+    from messaging.sending import messages_send
+
+    outcomes = messages_send(message_ids)
+    if not send_messages.app.conf.task_always_eager:
+        later: dict[datetime, list[int]] = defaultdict(list)
+        for message_id, outcome in outcomes.items():
+            if outcome.retry_at is not None:
+                later[outcome.retry_at.replace(microsecond=0) + timedelta(seconds=1)].append(message_id)
+        for eta, ids in sorted(later.items()):
+            send_messages.apply_async((ids,), eta=eta)
+    return dict(Counter(outcome.status for outcome in outcomes.values()))
+
+
+def messages_enqueue(message_ids: Sequence[int]) -> int:
+    """Hand messages to the workers in batches of SEND_BATCH_SIZE (bulk sends, the dispatcher);
+    returns how many tasks were enqueued."""
+    from messaging.sending import SEND_BATCH_SIZE
+
+    ids = list(message_ids)
+    batches = [ids[start : start + SEND_BATCH_SIZE] for start in range(0, len(ids), SEND_BATCH_SIZE)]
+    for batch in batches:
+        send_messages.delay(batch)
+    return len(batches)
+
+
 @shared_task(name="messaging.tasks.dispatch_due_messages")
 def dispatch_due_messages() -> int:
     """Periodic safety net: enqueue every due message (a lost task, a deferred message whose time has
     come, a paused sender back in service), settle sends abandoned by dead workers, and process webhook
-    deliveries whose processing task was lost."""
+    deliveries whose processing task was lost, and statuses held for a wamid that is now known."""
     from messaging.sending import messages_due, messages_unstick
+    from messaging.statuses import pending_statuses_sweep
     from messaging.webhook_processing import webhook_events_stuck
 
     messages_unstick()
+    pending_statuses_sweep()  # statuses that raced a send which ended unconfirmed, or were missed
     due = messages_due()
-    for message_id in due:
-        send_message.delay(message_id)
+    messages_enqueue(due)
     for event_id in webhook_events_stuck():
         process_webhook_event.delay(event_id)
     return len(due)

@@ -11,6 +11,7 @@ Meta's vocabulary is mapped by the dicts at the top; unknown values map to `unkn
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -179,6 +180,20 @@ WebhookItem = StatusUpdate | InboundMessage | TemplateUpdate | UserPreference | 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def storable(value: Any) -> Any:
+    """Meta's strings as PostgreSQL can hold them: no NUL characters, no lone surrogates (valid JSON
+    escapes both; text and jsonb columns refuse them). Non-finite numbers become text for jsonb."""
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 def parse_timestamp(value: Any) -> datetime | None:

@@ -31,6 +31,7 @@ from messaging.webhook_events import (
     TemplateUpdate,
     UserPreference,
     WebhookItem,
+    storable,
     webhook_normalize,
 )
 
@@ -74,10 +75,15 @@ def provider_notice_record(item: ProviderNotice, *, webhook_event: WebhookEvent 
     )
     alert, _ = ProviderAlert.objects.get_or_create(
         webhook_event=webhook_event,
-        kind=item.kind,
-        code=item.code[:32],
-        title=item.title[:255],
-        defaults={"severity": item.severity, "details": item.details, "sender": sender, "payload": item.raw},
+        kind=storable(item.kind)[:64],
+        code=storable(item.code)[:32],
+        title=storable(item.title)[:255],
+        defaults={
+            "severity": item.severity,
+            "details": storable(item.details),
+            "sender": sender,
+            "payload": storable(item.raw),
+        },
     )
     if item.severity == "error":
         logger.warning("Meta reported %s %s: %s", item.kind, item.code, redact(item.title))

@@ -76,9 +76,12 @@ class WhatsAppWebhookView(APIView):
                 "invalid_signature", f"Missing or wrong {SIGNATURE_HEADER}.", status.HTTP_401_UNAUTHORIZED
             )
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return _error("invalid_json", "The body is not JSON.", status.HTTP_400_BAD_REQUEST)
+            # Decode strictly first: json.loads(bytes) would also accept UTF-16/32 and lone surrogates,
+            # which the stored text (and PostgreSQL) cannot hold.
+            text = raw.decode("utf-8")
+            body = json.loads(text)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+            return _error("invalid_json", "The body is not UTF-8 JSON.", status.HTTP_400_BAD_REQUEST)
         if (
             not isinstance(body, dict)
             or body.get("object") != "whatsapp_business_account"
@@ -93,9 +96,7 @@ class WhatsAppWebhookView(APIView):
         headers = {name: request.headers[name] for name in STORED_HEADERS if name in request.headers}
         try:
             with transaction.atomic():
-                event = WebhookEvent.objects.create(
-                    body_sha256=digest, raw_body=raw.decode(), headers=headers
-                )
+                event = WebhookEvent.objects.create(body_sha256=digest, raw_body=text, headers=headers)
         except IntegrityError:
             # Meta redelivered a body we already stored: acknowledge it again (it was queued then).
             return Response({"status": "received"})

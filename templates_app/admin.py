@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -17,20 +17,26 @@ from django.views.decorators.http import require_POST
 
 from messaging.whatsapp import WhatsAppApiError, WhatsAppError, get_backend
 from templates_app.forms import COMMON_LANGUAGES, MessageTemplateForm, components_to_values, preview_data
-from templates_app.models import MessageTemplate, ParameterFormat, TemplateStatus, TemplateStatusChange
+from templates_app.models import (
+    EDITABLE_STATUSES,
+    MessageTemplate,
+    ParameterFormat,
+    TemplateStatus,
+    TemplateStatusChange,
+)
+from templates_app.notifications import notice_text, notices_mark_seen, notices_since, notices_unseen
 from templates_app.rendering import TemplateError, render_template
 from templates_app.services import (
+    IDENTITY_FIELDS,
     template_create,
-    template_problems,
     template_request_review,
     template_review,
+    template_save_edit,
     template_submit,
 )
 from templates_app.tasks import default_waba_ids, describe_counts, sync_lock, templates_sync_accounts
 from templates_app.validation import variables_in
 
-#: Statuses whose content staff may edit: our own drafts, and Meta's rejections being reworked.
-EDITABLE_STATUSES = frozenset({TemplateStatus.DRAFT, TemplateStatus.REJECTED})
 REVIEW_PERMISSION = "templates_app.review_template"
 CHANGE_PERMISSION = "templates_app.change_messagetemplate"
 
@@ -74,7 +80,7 @@ class TemplateStatusChangeInline(admin.TabularInline):
     model = TemplateStatusChange
     verbose_name = "status change"
     verbose_name_plural = "Status history"
-    fields = ["changed_at", "old_status", "new_status", "source", "changed_by", "reason"]
+    fields = ["changed_at", "kind", "old_status", "new_status", "source", "changed_by", "reason"]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -100,7 +106,15 @@ class TemplateStatusChangeInline(admin.TabularInline):
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(admin.ModelAdmin):
     form = MessageTemplateForm
-    list_display = ["name", "language", "category", "status_badge", "quality_badge", "updated_at"]
+    list_display = [
+        "name",
+        "language",
+        "category",
+        "status_badge",
+        "quality_badge",
+        "meta_news",
+        "updated_at",
+    ]
     list_filter = ["status", "category", "language", "quality_rating"]
     search_fields = ["name"]
     inlines = [TemplateStatusChangeInline]
@@ -162,7 +176,17 @@ class MessageTemplateAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return [*STATUS_FIELDS, "server_preview", *CONTENT_DISPLAY_FIELDS]
+        readonly = [*STATUS_FIELDS, "server_preview", *CONTENT_DISPLAY_FIELDS]
+        if obj.meta_template_id:  # Meta's name and language stay; an edit changes the content only
+            readonly += IDENTITY_FIELDS
+        return readonly
+
+    def get_queryset(self, request):
+        """Each template knows whether Meta changed it since this user last marked changes seen."""
+        news = TemplateStatusChange.objects.filter(
+            template=OuterRef("pk"), is_notice=True, changed_at__gt=notices_since(request.user)
+        )
+        return super().get_queryset(request).annotate(has_meta_news=Exists(news))
 
     def save_form(self, request, form, change):
         if change:
@@ -172,7 +196,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:  # additions were saved by template_create in save_form
-            template_save_edit(obj)
+            template_save_edit(template=obj, user=request.user)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         template = obj or MessageTemplate()
@@ -201,11 +225,17 @@ class MessageTemplateAdmin(admin.ModelAdmin):
                 "can_submit": status == TemplateStatus.APPROVED_INTERNALLY
                 and (self._can_author(request) or self._can_review(request)),
                 "submit_url": url("submit", obj.pk),
+                "is_rework": obj.is_rework,
+                "meta_template_id": obj.meta_template_id,
                 "reviewed_by": obj.reviewed_by,
                 "steps": workflow_steps(status),
             },
             "meta_feedback": {
-                "rejected_reason": obj.rejected_reason if status == TemplateStatus.REJECTED else "",
+                "rejected_reason": obj.rejected_reason
+                if status == TemplateStatus.REJECTED or obj.is_rework
+                else "",
+                "is_rework": obj.is_rework,
+                "paused": status == TemplateStatus.PAUSED,
                 "meta_recommendation": obj.meta_recommendation,
                 "last_error": obj.last_error,
                 "status": status,
@@ -227,6 +257,12 @@ class MessageTemplateAdmin(admin.ModelAdmin):
             QUALITY_COLORS[obj.quality_rating],
             obj.get_quality_rating_display(),
         )
+
+    @admin.display(description="news from Meta")
+    def meta_news(self, obj: MessageTemplate) -> str:
+        if not getattr(obj, "has_meta_news", False):
+            return ""
+        return format_html('<span class="tpl-news" title="{}">changed by Meta</span>', "see the panel above")
 
     @admin.display(description="header")
     def header_display(self, obj: MessageTemplate) -> str:
@@ -295,6 +331,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         # Before the default URLs, whose "<path:object_id>/" would take "sync/" for an id.
         return [
             path("sync/", view(self.sync_view), name=f"{prefix}_sync"),
+            path("notices/seen/", view(self.notices_seen_view), name=f"{prefix}_notices_seen"),
             path(
                 "<path:object_id>/request-review/",
                 view(self.request_review_view),
@@ -405,11 +442,31 @@ class MessageTemplateAdmin(admin.ModelAdmin):
                 )
         return HttpResponseRedirect(changelist)
 
+    @method_decorator(require_POST)
+    def notices_seen_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        notices_mark_seen(user=request.user)
+        messages.success(request, "Meta's template changes are marked as seen.")
+        return HttpResponseRedirect(self._url_for("changelist"))
+
     def changelist_view(self, request, extra_context=None):
+        notices = [
+            {
+                "text": notice_text(change),
+                "when": change.changed_at,
+                "source": change.get_source_display(),
+                "url": self._url_for("change", change.template_id),
+                "status": change.new_status,
+            }
+            for change in notices_unseen(request.user)
+        ]
         extra_context = {
             **(extra_context or {}),
             "can_sync": self._can_author(request) or self._can_review(request),
             "sync_url": self._url_for("sync"),
+            "meta_notices": notices,
+            "notices_seen_url": self._url_for("notices_seen"),
         }
         return super().changelist_view(request, extra_context)
 
@@ -462,16 +519,6 @@ def template_create_from_form(form: MessageTemplateForm, *, user) -> MessageTemp
         components=form.instance.components,
         created_by=user,
     )
-
-
-@transaction.atomic
-def template_save_edit(template: MessageTemplate) -> MessageTemplate:
-    """An edit, held to the same rules as `template_create`."""
-    problems = template_problems(template)
-    if problems:
-        raise ValidationError([ValidationError(str(p), code=p.rule) for p in problems])
-    template.save()
-    return template
 
 
 def sample_parameters(template: MessageTemplate) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from templates_app.models import MessageTemplate, ParameterFormat
 from templates_app.services import template_problems
-from templates_app.validation import BUTTONS_MAX, Problem, variables_in
+from templates_app.validation import BUTTONS_MAX, HEADER_HANDLE_HELP, Problem, variables_in
 
 HEADER_FORMAT_CHOICES = [
     ("", "None"),
@@ -351,8 +351,8 @@ class MessageTemplateForm(forms.ModelForm):
     header_sample = forms.CharField(
         label="Header sample",
         required=False,
-        help_text="Text headers: the value Meta's reviewers see for the variable. Media headers: the "
-        "sample's media handle (from Meta's resumable upload) or a public link.",
+        help_text="Text headers: the value Meta's reviewers see for the variable. Image, video and "
+        f"document headers: required. {HEADER_HANDLE_HELP}.",
     )
     body_text = forms.CharField(
         label="Body",
@@ -434,4 +434,6 @@ class MessageTemplateForm(forms.ModelForm):
         field = _FIELD_BY_RULE.get(problem.rule) or _FIELD_BY_COMPONENT.get(problem.component)
         if problem.rule == "sample_missing":
             field = {"HEADER": "header_sample", "BODY": "body_samples"}.get(problem.component, field)
+        if problem.rule in ("header_handle_missing", "header_handle_is_link"):
+            field = "header_sample"
         return field if field in self.fields else None

@@ -6,8 +6,12 @@ Lifecycle (status):
     PENDING ──▶ APPROVED | REJECTED            (Meta's review; sync or webhook)
     APPROVED ──▶ PAUSED ──▶ APPROVED | DISABLED (quality; Meta un-pauses or disables)
     REJECTED ──▶ IN_APPEAL ──▶ APPROVED | REJECTED
+    REJECTED | PAUSED ──(staff edit the content)──▶ draft ──▶ … ──(submit sends Meta an *edit*)──▶ PENDING
 
-Local drafts are ours alone; everything from PENDING on mirrors Meta's status.
+Local drafts are ours alone; everything from PENDING on mirrors Meta's status. A rework is a draft that
+already has a `meta_template_id`: editing a rejected or paused template turns it back into a local draft
+(so sync and late webhooks never overwrite the edit), and submitting it edits Meta's template in place
+(`POST /{message-template-id}`) instead of creating a new one.
 """
 
 from django.conf import settings
@@ -45,6 +49,12 @@ class TemplateStatus(models.TextChoices):
 LOCAL_STATUSES = frozenset(
     {TemplateStatus.DRAFT, TemplateStatus.IN_INTERNAL_REVIEW, TemplateStatus.APPROVED_INTERNALLY}
 )
+
+
+#: Meta's statuses whose content staff may rework and resubmit as an edit of the same Meta template.
+REWORKABLE_STATUSES = frozenset({TemplateStatus.REJECTED, TemplateStatus.PAUSED})
+#: Statuses whose content staff may edit in the admin.
+EDITABLE_STATUSES = frozenset({TemplateStatus.DRAFT, *REWORKABLE_STATUSES})
 
 
 class QualityRating(models.TextChoices):
@@ -101,6 +111,11 @@ class MessageTemplate(models.Model):
     def is_sendable(self) -> bool:
         return self.status == TemplateStatus.APPROVED
 
+    @property
+    def is_rework(self) -> bool:
+        """A local version of a template Meta already holds: submitting it sends an edit."""
+        return bool(self.meta_template_id) and self.status in LOCAL_STATUSES
+
 
 class TemplateStatusChange(models.Model):
     """Every status a template went through, from whichever source told us."""
@@ -121,8 +136,39 @@ class TemplateStatusChange(models.Model):
     )
     changed_at = models.DateTimeField(auto_now_add=True)
 
+    class Kind(models.TextChoices):
+        STATUS = "status"
+        QUALITY = "quality"
+        CATEGORY = "category"
+        REMARK = "remark", "remark (Meta's news for a template being reworked here)"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.STATUS)
+    # Meta changed the status, quality or category of a template we already had: staff get an email and
+    # the template list shows it until they mark it seen. Our own steps and first syncs are not news.
+    is_notice = models.BooleanField(default=False)
+
     class Meta:
         ordering = ["-changed_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["-changed_at"], condition=models.Q(is_notice=True), name="template_notice_recent"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.template}: {self.old_status or '—'} → {self.new_status}"
+
+
+class TemplateNoticesSeen(models.Model):
+    """Up to when a staff member has looked at Meta's template changes (the "Mark as seen" button)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="template_notices_seen"
+    )
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "template notices seen"
+
+    def __str__(self) -> str:
+        return f"{self.user} saw template changes up to {self.seen_at:%Y-%m-%d %H:%M}"

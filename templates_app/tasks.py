@@ -17,14 +17,13 @@ from django.conf import settings
 from django.core.cache import cache
 
 from messaging.whatsapp import WhatsAppBackend, WhatsAppError, get_backend
-from templates_app.services import template_sync
+from templates_app.services import COUNT_KEYS, template_sync
 
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = "templates_app:sync_templates:lock"
 #: A crashed sync's lock expires after this long; a healthy sync of thousands of templates takes seconds.
 LOCK_TIMEOUT_SECONDS = 10 * 60
-COUNT_KEYS = ("created", "updated", "unchanged", "conflicts")
 
 
 @dataclass
@@ -69,7 +68,11 @@ def templates_sync_accounts(*, waba_ids: Iterable[str], backend: WhatsAppBackend
 
 
 def describe_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{counts.get(key, 0)} {key}" for key in COUNT_KEYS)
+    """ "3 created, 1 updated, 40 unchanged, 0 conflicts" (and the reworks waiting here, if any)."""
+    text = ", ".join(f"{counts.get(key, 0)} {key}" for key in COUNT_KEYS if key != "reworks")
+    if counts.get("reworks"):
+        text += f", {counts['reworks']} kept as local rework (waiting to be resubmitted)"
+    return text
 
 
 @shared_task(name="templates_app.tasks.sync_templates")

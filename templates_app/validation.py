@@ -20,6 +20,13 @@ BUTTON_PHONE_MAX = 20
 BUTTONS_MAX = 10
 BUTTON_KIND_MAX = {"QUICK_REPLY": 10, "URL": 2, "PHONE_NUMBER": 1, "COPY_CODE": 1, "OTP": 1}
 HEADER_FORMATS = {"TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION"}
+MEDIA_HEADER_FORMATS = {"IMAGE", "VIDEO", "DOCUMENT"}
+#: What staff are told about media samples (the form's help text says the same).
+HEADER_HANDLE_HELP = (
+    "Meta reviews media templates with a sample file: upload one with Meta's Resumable Upload API "
+    "(POST /{app-id}/uploads, then POST /upload:{session-id}) and give the handle it returns, which "
+    "looks like 4::aW1hZ2UvanBlZw==:ARb…"
+)
 
 VARIABLE_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 NAMED_VARIABLE_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -182,6 +189,8 @@ def validate_template(
                     Problem("header_variables", "A text header may hold at most one variable.", "HEADER")
                 )
             _check_samples(header, names, kind="HEADER", parameter_format=parameter_format, problems=problems)
+        elif header_format in MEDIA_HEADER_FORMATS:
+            _check_header_handle(header, header_format, problems)
 
     body = _component(components, "BODY")
     if body is None or not (body.get("text") or "").strip():
@@ -223,6 +232,28 @@ def validate_template(
     if buttons_component:
         _check_buttons(buttons_component.get("buttons") or [], problems)
     return problems
+
+
+def _check_header_handle(header: dict[str, Any], header_format: str, problems: list[Problem]) -> None:
+    handles = (header.get("example") or {}).get("header_handle") or []
+    handle = str(handles[0]).strip() if isinstance(handles, list) and handles else ""
+    if not handle:
+        problems.append(
+            Problem(
+                "header_handle_missing",
+                f"A {header_format.lower()} header needs a sample. {HEADER_HANDLE_HELP}.",
+                "HEADER",
+            )
+        )
+    elif re.match(r"^[a-z][a-z0-9+.-]*://", handle, re.IGNORECASE):
+        problems.append(
+            Problem(
+                "header_handle_is_link",
+                "The header sample is a link, but Meta takes only the handle of an uploaded file. "
+                f"{HEADER_HANDLE_HELP}.",
+                "HEADER",
+            )
+        )
 
 
 def _check_buttons(buttons: list[dict[str, Any]], problems: list[Problem]) -> None:

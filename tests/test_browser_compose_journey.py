@@ -1,25 +1,27 @@
 """The two-person message flow as people live it: Debian's chromium, driven by Playwright, against a live
 server. A composer writes a text to a customer who wrote in an hour ago, watches the WhatsApp preview
-follow the typing, submits; an approver logs in, finds it in the queue and approves; it is sent.
+follow the typing, submits; an approver logs in, finds it in the queue and approves; it is sent, and
+Meta's status webhooks bring it to "delivered" on the message's page.
 
-The live server uses the test settings' `memory` backend and eager Celery, so approving sends at once
-and Meta's answer (a wamid) is stored. Delivery/read statuses would come later by webhook (the
-simulator posts them); applying those is not part of this flow, so the journey ends at "sent".
+The journey's live server talks to the simulator backend (a stand-in for Meta, with eager Celery, so
+approving sends at once): it answers the send with a wamid and, a moment later, posts signed `sent`
+and `delivered` webhooks to the live server's own endpoint, which applies them.
 
 Screenshots land in test-artifacts/ (gitignored) on every run, to look at.
 """
 
 import re
+import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from messaging import roles
-from messaging.models import Message, MessageStatus
+from messaging import roles, whatsapp
+from messaging.models import Message, MessageStatus, ProviderCall
 from messaging.services import sender_get_default
-from messaging.whatsapp.memory import MemoryBackend
+from messaging.whatsapp import simulator
 from templates_app.models import MessageTemplate, TemplateStatus
 from tests.conftest import screenshot
 from tests.factories import ContactFactory, StaffUserFactory
@@ -48,7 +50,41 @@ def log_out(page) -> None:
     page.wait_for_url(re.compile(r"/admin/logout/$"))
 
 
-def test_a_composer_writes_an_approver_approves_and_the_message_is_sent(transactional_db, live_server, page):
+@pytest.fixture
+def simulated_meta(settings, live_server, monkeypatch):
+    """get_backend() is the simulator, posting its status webhooks to this live server. The customer
+    does not open the message during the test: Meta says sent, then delivered (no read)."""
+    monkeypatch.setattr(simulator, "STATUS_SEQUENCE", ("sent", "delivered"))
+    settings.WHATSAPP = {
+        **settings.WHATSAPP,
+        "BACKEND": "simulator",
+        "SIMULATOR_WEBHOOK_URL": f"{live_server.url}/webhooks/whatsapp/",
+        "SIMULATOR_STATUS_DELAY": 0.5,
+    }
+    saved = dict(whatsapp._instances)
+    whatsapp._instances.clear()
+    yield
+    for backend in whatsapp._instances.values():
+        if isinstance(backend, simulator.SimulatorBackend):
+            backend.wait_for_webhooks()
+    whatsapp._instances.clear()
+    whatsapp._instances.update(saved)
+
+
+def reload_until_status(page, url: str, status: str, *, timeout: float = 20.0) -> None:
+    """Staff reload the page until Meta's webhooks have arrived (the caller asserts what it shows)."""
+    deadline = time.monotonic() + timeout
+    badge = page.locator(".field-status_badge .msg-status")
+    while True:
+        page.goto(url)
+        if badge.get_attribute("data-status") == status or time.monotonic() > deadline:
+            return
+        page.wait_for_timeout(250)
+
+
+def test_a_composer_writes_an_approver_approves_and_the_message_is_delivered(
+    transactional_db, live_server, simulated_meta, page
+):
     from playwright.sync_api import expect
 
     roles.roles_apply_permissions()  # a transactional test may start after another one's flush
@@ -112,17 +148,28 @@ def test_a_composer_writes_an_approver_approves_and_the_message_is_sent(transact
     expect(page.locator(".messagelist")).to_contain_text("Approved 1 message; sending now.")
 
     message.refresh_from_db()
-    assert (message.status, message.approved_by) == (MessageStatus.SENT, approver)
+    assert message.approved_by == approver
     assert message.provider_message_id.startswith("wamid.")
-    assert [m["payload"]["to"] for m in MemoryBackend.outbox] == ["15550123456"]
+    (call,) = ProviderCall.objects.filter(message=message)
+    assert (call.backend, call.http_status) == ("simulator", 200)
+    assert "Hi Ava, your order *#1042* ships today." in call.request_body
 
-    page.goto(f"{live_server.url}/admin/messaging/message/{message.pk}/change/")
+    # Meta's webhooks arrive a moment later; staff reload the message's page until they have.
+    detail_url = f"{live_server.url}/admin/messaging/message/{message.pk}/change/"
+    reload_until_status(page, detail_url, "delivered")
     badge = page.locator(".field-status_badge .msg-status")
-    expect(badge).to_have_attribute("data-status", "sent")
-    expect(badge).to_have_text("Sent")
+    expect(badge).to_have_attribute("data-status", "delivered")
+    expect(badge).to_have_text("Delivered")
     expect(page.locator(".field-provider_message_id")).to_contain_text(message.provider_message_id)
-    expect(page.locator("#msg-timeline")).to_contain_text("approved by approver")
-    screenshot(page, "message-sent-detail", full_page=True)
+    expect(page.locator(".field-delivery_times")).to_contain_text("delivered 20")
+    expect(page.locator(".field-pricing")).to_contain_text("utility / regular")
+    timeline = page.locator("#msg-timeline")
+    expect(timeline).to_contain_text("approved by approver")
+    webhook_rows = timeline.locator("tbody tr", has=page.locator("td", has_text=re.compile(r"^webhook$")))
+    expect(webhook_rows.locator(".msg-status")).to_have_text(["Sent", "Delivered"])
+    screenshot(page, "message-delivered-detail", full_page=True)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
     assert page.js_errors == []
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from bench.graph_double import GraphApiDouble, meta_error
 from messaging.models import Message, MessageStatus
-from messaging.sending import message_send, sender_circuit_reset, sender_circuit_state
+from messaging.sending import message_send, messages_send, sender_circuit_reset, sender_circuit_state
 from messaging.whatsapp import backend_create
 from tests.factories import ContactFactory, SenderFactory
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 
 TOKEN = "EAAGcircuit-breaker-test"
 THRESHOLD = 5
-COOLDOWN = 0.5
+COOLDOWN = 3.0  # long enough that a busy machine does not end it between two steps of a test
 BREAKER = {
     "FAILURE_THRESHOLD": THRESHOLD,
     "COOLDOWN_SECONDS": COOLDOWN,
@@ -287,3 +287,21 @@ def test_every_worker_process_sees_the_same_circuit(sender, backend, double):
     message = queued(sender, 1)[0]
     Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert message_send(message.pk, backend=backend).status == MessageStatus.SENT
+
+
+def test_a_half_open_circuit_lets_one_probe_out_of_a_whole_batch(sender, backend, double):
+    messages = queued(sender, THRESHOLD + 4)
+    trip(sender, backend, double, messages)
+    wait_for_cooldown(sender)
+    batch = messages[THRESHOLD:]
+    make_due(*batch)
+
+    outcomes = messages_send([m.pk for m in batch], backend=backend)
+
+    assert callbacks(double) == [str(batch[0].pk)]  # one request: the probe
+    assert outcomes[batch[0].pk].status == MessageStatus.SENT
+    for message in batch[1:]:
+        message.refresh_from_db()
+        assert (outcomes[message.pk].status, message.status, message.attempts) == ("queued", "queued", 0)
+        assert "half-open" in message.status_events.last().detail
+    assert sender_circuit_state(sender.pk)["state"] == "closed"

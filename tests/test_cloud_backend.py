@@ -547,6 +547,90 @@ def test_an_invalid_template_name_is_rejected_permanently(double, backend):
     assert double.templates(WABA_ID) == []
 
 
+# --- Editing a template Meta holds (a rejected or paused template being reworked) ------------------
+
+#: The request body of Meta's "Edit template" (operationId editTemplate, POST /{Version}/{TEMPLATE_ID}
+#: in Meta's OpenAPI spec v23.0), restated here: the documented properties and nothing else.
+EDIT_TEMPLATE_REQUEST_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "category": {"type": "string"},
+        "components": {"type": "array", "items": {"type": "object"}},
+        "language": {"type": "string"},
+        "name": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+EDIT_TEMPLATE_RESPONSE_SCHEMA = {"type": "object", "properties": {"success": {"type": "boolean"}}}
+EDITED_COMPONENTS = [
+    {"type": "BODY", "text": "Your order {{1}} left our warehouse.", "example": {"body_text": [["#1234"]]}}
+]
+
+
+def test_edit_template_posts_metas_documented_body_to_the_template_node(double, backend):
+    import jsonschema
+
+    (seeded,) = seed_templates(double, 1)
+    double.set_template(seeded["id"], status="REJECTED", rejected_reason="INVALID_FORMAT")
+
+    answer = backend.edit_template(
+        template_id=seeded["id"], payload={"category": "UTILITY", "components": EDITED_COMPONENTS}
+    )
+
+    assert answer == {"success": True}
+    jsonschema.validate(answer, EDIT_TEMPLATE_RESPONSE_SCHEMA)
+    [request] = double.requests
+    assert (request.method, request.path) == ("POST", f"/{API_VERSION}/{seeded['id']}")
+    assert request.header("Authorization") == f"Bearer {TOKEN}"
+    assert request.header("Content-Type") == "application/json"
+    jsonschema.validate(request.json, EDIT_TEMPLATE_REQUEST_SCHEMA)
+    stored = double.template(seeded["id"])
+    assert (stored["status"], stored["components"]) == ("PENDING", EDITED_COMPONENTS)
+
+
+def test_the_services_edit_payload_fits_metas_schema():
+    import jsonschema
+
+    from templates_app.models import MessageTemplate
+    from templates_app.services import template_edit_payload
+
+    template = MessageTemplate(name="t", language="en_US", category="UTILITY", components=EDITED_COMPONENTS)
+    jsonschema.validate(template_edit_payload(template), EDIT_TEMPLATE_REQUEST_SCHEMA)
+
+
+def test_an_edit_meta_refuses_is_a_permanent_error_with_metas_explanation(double, backend):
+    (seeded,) = seed_templates(double, 1)  # APPROVED: once per 24 hours
+    backend.edit_template(template_id=seeded["id"], payload={"components": EDITED_COMPONENTS})
+    double.set_template(seeded["id"], status="APPROVED")
+
+    with pytest.raises(WhatsAppApiError) as excinfo:
+        backend.edit_template(template_id=seeded["id"], payload={"components": EDITED_COMPONENTS})
+
+    assert (excinfo.value.code, excinfo.value.http_status) == (100, 400)
+    assert excinfo.value.action == ErrorAction.PERMANENT
+    assert "1 time per 24 hours" in excinfo.value.details
+
+
+def test_an_edit_answer_without_success_is_an_error(double, backend):
+    (seeded,) = seed_templates(double, 1)
+    double.inject_raw_response(
+        status=200, body='{"success": false}', content_type="application/json", path_contains=seeded["id"]
+    )
+
+    with pytest.raises(WhatsAppApiError) as excinfo:
+        backend.edit_template(template_id=seeded["id"], payload={"components": EDITED_COMPONENTS})
+
+    assert "did not confirm" in str(excinfo.value)
+
+
+def test_editing_an_unknown_template_is_metas_unsupported_request(double, backend):
+    with pytest.raises(WhatsAppApiError) as excinfo:
+        backend.edit_template(template_id="999", payload={"components": EDITED_COMPONENTS})
+
+    assert (excinfo.value.http_status, excinfo.value.code) == (404, 100)
+    assert "Object with ID '999' does not exist" in excinfo.value.message
+
+
 # --- Configuration ---------------------------------------------------------------------------------
 
 

@@ -138,3 +138,90 @@ def test_faults_answer_the_next_matching_requests_then_stop(double, http):
     double.reset()
     assert double.requests == []
     assert double.messages == []
+
+
+# --- Editing templates (Meta's "Edit template", POST /{message-template-id}) ------------------------------
+
+NEW_BODY = [{"type": "BODY", "text": "Order {{1}} is on its way.", "example": {"body_text": [["#1"]]}}]
+
+
+def edit(double, http, template_id, body):
+    return http.post(f"{double.base_url}/v23.0/{template_id}", json=body, headers=AUTH, timeout=2)
+
+
+def seeded(double, **fields):
+    return double.add_template(
+        "waba", {"name": "t_1", "language": "en_US", "category": "UTILITY", "components": [], **fields}
+    )
+
+
+def test_an_edit_takes_new_content_and_goes_back_to_review(double, http):
+    template = seeded(double, status="REJECTED", rejected_reason="INVALID_FORMAT")
+
+    response = edit(double, http, template["id"], {"category": "MARKETING", "components": NEW_BODY})
+
+    assert (response.status_code, response.json()) == (200, {"success": True})
+    stored = double.template(template["id"])
+    assert (stored["status"], stored["category"], stored["components"]) == ("PENDING", "MARKETING", NEW_BODY)
+    assert "rejected_reason" not in stored
+
+
+@pytest.mark.parametrize(
+    ("fields", "body", "fragment"),
+    [
+        ({"status": "PENDING"}, {"components": NEW_BODY}, "this one is PENDING"),
+        ({"status": "DISABLED"}, {"components": NEW_BODY}, "this one is DISABLED"),
+        ({"status": "REJECTED"}, {"name": "t_2", "components": NEW_BODY}, "name of a template cannot"),
+        ({"status": "REJECTED"}, {"language": "de", "components": NEW_BODY}, "language of a template"),
+        ({"status": "APPROVED"}, {"category": "MARKETING"}, "category of an approved template"),
+        ({"status": "PAUSED"}, {"category": "MARKETING"}, "category of an approved template"),
+        ({"status": "REJECTED"}, {"components": NEW_BODY, "parameter_format": "NAMED"}, "parameter_format"),
+        ({"status": "REJECTED"}, {"components": []}, "components is required"),
+        ({"status": "REJECTED"}, {}, "needs components or a category"),
+    ],
+)
+def test_edits_meta_refuses(double, http, fields, body, fragment):
+    template = seeded(double, **fields)
+
+    response = edit(double, http, template["id"], body)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == 100
+    assert fragment in (error.get("error_user_msg") or error["error_data"]["details"])
+    assert double.template(template["id"])["status"] == fields["status"]
+
+
+def test_approved_templates_are_edited_once_a_day_and_ten_times_a_month(double, http):
+    now = [1_700_000_000.0]
+    double.clock = lambda: now[0]
+    template = seeded(double)
+    answers = []
+    for _day in range(12):
+        answers.append(edit(double, http, template["id"], {"components": NEW_BODY}).status_code)
+        double.set_template(template["id"], status="APPROVED")  # Meta approves the new version
+        answers.append(edit(double, http, template["id"], {"components": NEW_BODY}).status_code)
+        double.set_template(template["id"], status="APPROVED")
+        now[0] += 24 * 60 * 60 + 1
+
+    assert answers[0::2] == [200] * 10 + [400, 400]  # the first edit of each day, until 10 in 30 days
+    assert answers[1::2] == [400] * 12  # never a second one on the same day
+    refused = edit(double, http, template["id"], {"components": NEW_BODY}).json()["error"]
+    assert "10 times per 30 days" in refused["error_user_msg"]
+    now[0] += 20 * 24 * 60 * 60  # the oldest edits leave the 30-day window
+    assert edit(double, http, template["id"], {"components": NEW_BODY}).status_code == 200
+
+
+def test_rejected_and_paused_templates_are_edited_without_limit(double, http):
+    for status in ("REJECTED", "PAUSED"):
+        template = seeded(double, status=status, name=f"t_{status.lower()}")
+        for _ in range(12):
+            assert edit(double, http, template["id"], {"components": NEW_BODY}).status_code == 200
+            double.set_template(template["id"], status=status)
+
+
+def test_an_unknown_template_id_is_an_unsupported_post_request(double, http):
+    response = edit(double, http, "1234", {"components": NEW_BODY})
+
+    assert response.status_code == 404
+    assert response.json()["error"]["message"].startswith("Unsupported post request. Object with ID '1234'")

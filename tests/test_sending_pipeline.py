@@ -11,9 +11,10 @@ from django.db import connection
 from django.utils import timezone
 
 from compliance.services import Evidence, consent_opt_out_everywhere, consent_record, consent_text_create
-from messaging.models import Message, MessageStatus, ProviderCall, Sender
+from messaging.models import Message, MessageStatus, PendingStatus, ProviderCall, Sender
 from messaging.outbound import MessageRefused, message_approve, message_compose, message_reject
-from messaging.sending import message_send, messages_due, messages_unstick
+from messaging.sending import SendOutcome, message_send, messages_due, messages_send, messages_unstick
+from messaging.services import sender_get_default
 from messaging.whatsapp import WhatsAppApiError, WhatsAppTransportError
 from messaging.whatsapp.memory import MemoryBackend
 from tests.factories import ContactFactory, UserFactory
@@ -247,3 +248,54 @@ def test_meta_error_131050_records_a_marketing_opt_out(composer):
     from compliance.services import consent_status
 
     assert consent_status(contact_id=contact.id, purpose="marketing") == "revoked"
+
+
+def test_a_batch_sends_what_is_due_and_allowed_each_once(composer):
+    sender = sender_get_default()
+    window_open = ContactFactory(last_inbound_at=timezone.now() - timedelta(hours=1))
+    window_closed = ContactFactory(last_inbound_at=timezone.now() - timedelta(days=2))
+
+    def queued(contact, text, **fields):
+        return Message.objects.create(
+            contact=contact,
+            sender=sender,
+            kind="text",
+            content={"body": text},
+            status=MessageStatus.QUEUED,
+            **fields,
+        )
+
+    first, second = queued(window_open, "first"), queued(window_open, "second")
+    closed = queued(window_closed, "too late")
+    later = queued(window_open, "later", next_attempt_at=timezone.now() + timedelta(hours=1))
+    ids = [first.pk, second.pk, closed.pk, later.pk, first.pk]  # a repeated id is claimed once
+
+    outcomes = messages_send(ids)
+
+    assert {pk: o.status for pk, o in outcomes.items()} == {
+        first.pk: "sent", second.pk: "sent", closed.pk: "blocked", later.pk: "not_claimed",
+    }  # fmt: skip
+    assert sorted(m["payload"]["text"]["body"] for m in MemoryBackend.outbox) == ["first", "second"]
+    for message in (first, second):
+        message.refresh_from_db()
+        assert message.provider_message_id.startswith("wamid.") and message.attempts == 1
+        assert list(message.status_events.values_list("status", flat=True)) == ["sending", "sent"]
+        assert message.provider_calls.get().http_status == 200
+    closed.refresh_from_db()
+    assert (closed.status, closed.error_code) == (MessageStatus.BLOCKED, "window_closed")
+    assert messages_send(ids) == {pk: SendOutcome("not_claimed") for pk in ids}  # a redelivered batch
+    assert len(MemoryBackend.outbox) == 2
+
+
+def test_a_sent_message_applies_the_statuses_that_arrived_before_it(contact, composer, monkeypatch):
+    applied = []
+    monkeypatch.setattr("messaging.statuses.pending_statuses_apply", applied.append)
+    PendingStatus.objects.create(provider_message_id="wamid.EARLY", status="delivered", payload={})
+    quiet, raced = _queued(contact, composer), _queued(contact, composer)
+    accepted = {"messaging_product": "whatsapp", "messages": [{"id": "wamid.EARLY"}]}
+    MemoryBackend.script({"messaging_product": "whatsapp", "messages": [{"id": "wamid.QUIET"}]}, accepted)
+
+    message_send(quiet.pk)
+    assert applied == []  # nothing waited for this wamid
+    message_send(raced.pk)
+    assert applied == ["wamid.EARLY"]  # the status Meta sent before our send recorded its wamid

@@ -162,7 +162,13 @@ def test_the_task_is_scheduled_every_15_minutes():
 def test_the_task_returns_the_counts(cloud):
     seed(cloud, WABA, 3)
 
-    assert sync_templates.delay().get() == {"created": 3, "updated": 0, "unchanged": 0, "conflicts": 0}
+    assert sync_templates.delay().get() == {
+        "created": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "conflicts": 0,
+        "reworks": 0,
+    }
     assert cache.get(LOCK_KEY) is None
 
 
@@ -185,7 +191,7 @@ def test_an_overlapping_run_is_skipped(cloud):
     thread.join(timeout=5)
 
     assert second == {"result": "skipped", "requests": 1}
-    assert first == {"created": 3, "updated": 0, "unchanged": 0, "conflicts": 0}
+    assert first == {"created": 3, "updated": 0, "unchanged": 0, "conflicts": 0, "reworks": 0}
     assert sync_templates.delay().get()["unchanged"] == 3  # the lock is free again
 
 
@@ -196,3 +202,32 @@ def test_the_task_raises_metas_error_and_frees_the_lock(cloud):
         sync_templates.delay().get()
 
     assert cache.get(LOCK_KEY) is None
+
+
+def test_a_local_rework_is_reported_apart_from_conflicts(cloud):
+    stored = cloud.add_template(
+        WABA,
+        {
+            "name": "order_shipped",
+            "language": "en_US",
+            "category": "UTILITY",
+            "status": "REJECTED",
+            "components": [],
+        },
+    )
+    MessageTemplate.objects.create(
+        waba_id=WABA,
+        name="order_shipped",
+        language="en_US",
+        category="UTILITY",
+        meta_template_id=stored["id"],
+        status=TemplateStatus.DRAFT,
+    )
+
+    out, err = run()
+
+    assert out == (
+        f"{WABA}: 0 created, 0 updated, 0 unchanged, 0 conflicts, "
+        "1 kept as local rework (waiting to be resubmitted)\n"
+    )
+    assert err == ""

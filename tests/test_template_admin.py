@@ -553,3 +553,114 @@ def test_the_list_shows_badges_and_filters_by_status_category_language_and_quali
     assert names({"language": "es_MX"}) == {"promo_es"}
     assert names({"quality_rating__exact": "GREEN"}) == {"approved_one"}
     assert names({"q": "one"}) == {"approved_one", "paused_one", "draft_one"}
+
+
+# --- Media samples ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sample", "rule"),
+    [("", "header_handle_missing"), ("https://cdn.example/shoe.jpg", "header_handle_is_link")],
+)
+def test_a_media_header_asks_for_the_handle_of_an_uploaded_sample(admin_client, sample, rule):
+    response = admin_client.post(
+        ADD_URL, editor_data(header_format="IMAGE", header_text="", header_sample=sample)
+    )
+
+    assert response.status_code == 200
+    assert MessageTemplate.objects.count() == 0
+    errors = response.context["adminform"].form.errors.as_data()
+    assert [e.code for e in errors["header_sample"]] == [rule]
+    row = re.search(r'<div class="form-row errors field-header_sample">.*?</div>', response.text, re.DOTALL)
+    assert f"(rule: {rule})" in row.group(0) and "Resumable Upload API" in row.group(0)
+
+
+def test_the_header_sample_field_explains_where_a_handle_comes_from(admin_client):
+    html = admin_client.get(ADD_URL).text
+    assert "Resumable Upload API" in html and "POST /{app-id}/uploads" in html
+
+
+# --- Reworking a template Meta rejected or paused ----------------------------------------------------------
+
+META_ID = "1185000000000777"
+REWORKED_BODY = "Hi {{1}}, order {{2}} left our warehouse today."
+
+
+def rejected_template(cloud, *, status=TemplateStatus.REJECTED, created_by=None):
+    cloud.add_template(
+        WABA,
+        {
+            "id": META_ID,
+            "name": "order_shipped",
+            "language": "en_US",
+            "category": "UTILITY",
+            "components": BODY,
+            "status": str(status),
+        },
+    )
+    return make_template(
+        status=status, meta_template_id=META_ID, rejected_reason="INVALID_FORMAT", created_by=created_by
+    )
+
+
+def rework_data(**overrides):
+    return {
+        **editor_data(
+            header_format="",
+            header_text="",
+            header_sample="",
+            body_text=REWORKED_BODY,
+            footer_text="",
+            **{
+                f"buttons-{i}-{f}": ""
+                for i in range(3)
+                for f in ("type", "text", "url", "phone_number", "example")
+            },
+        ),
+        **INLINE_MANAGEMENT,
+        **overrides,
+    }
+
+
+def test_a_rejected_template_is_reworked_in_the_admin_and_resubmitted_as_an_edit(cloud, composer, approver):
+    template = rejected_template(cloud, created_by=composer)
+    author = logged_in(composer)
+
+    page = author.get(change_url(template)).text
+    assert 'name="body_text"' in page and 'name="name"' not in page  # Meta's name stays
+    assert 'name="language"' not in page
+
+    response = author.post(change_url(template), rework_data(name="renamed"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    template.refresh_from_db()
+    assert (template.name, template.status) == ("order_shipped", TemplateStatus.DRAFT)
+    page = author.get(change_url(template)).text
+    assert f"Reworking Meta's template {META_ID}." in page
+    assert "Meta rejected the version it holds:" in page and "INVALID_FORMAT" in page
+
+    author.post(workflow_url("request_review", template))
+    logged_in(approver).post(workflow_url("review", template), {"decision": "approve"})
+    page = logged_in(approver).get(change_url(template)).text
+    assert "Submit edit to Meta" in page
+    response = logged_in(approver).post(workflow_url("submit", template), follow=True)
+
+    (edit_request,) = [r for r in cloud.requests if r.method == "POST"]
+    assert edit_request.path == f"/v23.0/{META_ID}"
+    assert edit_request.json["components"][0]["text"] == REWORKED_BODY
+    template.refresh_from_db()
+    assert (template.status, template.meta_template_id) == (TemplateStatus.PENDING, META_ID)
+    assert cloud.template(META_ID)["status"] == "PENDING"
+    assert any("submitted to Meta" in m for m in messages_of(response))
+
+
+def test_a_paused_template_can_be_reworked_and_says_why_it_cannot_be_sent(cloud, admin_client):
+    template = rejected_template(cloud, status=TemplateStatus.PAUSED)
+
+    page = admin_client.get(change_url(template)).text
+    assert "Meta paused this template" in page and 'name="body_text"' in page
+
+    response = admin_client.post(change_url(template), rework_data())
+    assert response.status_code == 302
+    template.refresh_from_db()
+    assert template.status == TemplateStatus.DRAFT and template.is_rework
+    assert "Edited after Meta's paused" in template.status_changes.first().reason

@@ -11,6 +11,7 @@ from templates_app.services import (
     template_create,
     template_request_review,
     template_review,
+    template_save_edit,
     template_submit,
     template_sync,
 )
@@ -222,7 +223,7 @@ def test_sync_follows_paging_creates_updates_and_never_deletes_drafts(double, ba
     assert MessageTemplate.objects.filter(pk=draft.pk, status=TemplateStatus.DRAFT).exists()
 
     second = template_sync(waba_id=WABA, backend=backend)
-    assert second == {"created": 0, "updated": 0, "unchanged": 121, "conflicts": 0}
+    assert second == {"created": 0, "updated": 0, "unchanged": 121, "conflicts": 0, "reworks": 0}
 
 
 def test_status_quality_and_category_webhooks_update_the_template(author, reviewer, double, backend):
@@ -289,3 +290,196 @@ def test_webhooks_for_unknown_templates_change_nothing():
         )
         is None
     )
+
+
+# --- Reworking a template Meta rejected or paused ------------------------------------------------------
+
+BETTER_COMPONENTS = [
+    {
+        "type": "BODY",
+        "text": "Hello {{1}}, order {{2}} left our warehouse today.",
+        "example": {"body_text": [["Ava", "#1042"]]},
+    }
+]
+
+
+def rejected_at_meta(double, backend, author, reviewer, **meta_fields):
+    """A template submitted, then rejected by Meta (the double plays Meta's review, the webhook tells us)."""
+    template = reviewed(author, reviewer)
+    template_submit(template=template, backend=backend)
+    double.set_template(template.meta_template_id, status="REJECTED", rejected_reason="INVALID_FORMAT")
+    template_apply_webhook(
+        field="message_template_status_update",
+        value={
+            "message_template_id": template.meta_template_id,
+            "event": "REJECTED",
+            "reason": "INVALID_FORMAT",
+        },
+    )
+    template.refresh_from_db()
+    return template
+
+
+def rework(template, author, components=BETTER_COMPONENTS, **fields):
+    template.components = components
+    for name, value in fields.items():
+        setattr(template, name, value)
+    return template_save_edit(template=template, user=author)
+
+
+def test_a_rejected_template_is_edited_reviewed_again_and_resubmitted_as_an_edit(
+    double, backend, author, reviewer
+):
+    template = rejected_at_meta(double, backend, author, reviewer)
+    meta_id = template.meta_template_id
+
+    rework(template, author)
+    assert (template.status, template.is_rework) == (TemplateStatus.DRAFT, True)
+    assert f"submitting sends Meta an edit of template {meta_id}" in template.status_changes.first().reason
+
+    template_request_review(template=template, user=author)
+    template_review(template=template, reviewer=reviewer, approve=True)
+    before = len(double.requests)
+    template_submit(template=template, backend=backend, user=reviewer)
+
+    (request,) = double.requests[before:]
+    assert (request.method, request.path) == ("POST", f"/v23.0/{meta_id}")
+    assert request.json == {"category": "UTILITY", "components": BETTER_COMPONENTS}
+    template.refresh_from_db()
+    assert (template.status, template.meta_template_id, template.rejected_reason) == (
+        TemplateStatus.PENDING,
+        meta_id,
+        "",
+    )
+    assert template.status_changes.first().reason == f"Sent Meta an edit of template {meta_id}."
+    at_meta = double.template(meta_id)
+    assert (at_meta["status"], at_meta["components"]) == ("PENDING", BETTER_COMPONENTS)
+    assert len(double.templates(WABA)) == 1  # edited in place, not a second template
+
+
+def test_sync_leaves_a_rework_alone_and_counts_it_apart(double, backend, author, reviewer):
+    template = rejected_at_meta(double, backend, author, reviewer)
+    rework(template, author)
+
+    counts = template_sync(waba_id=WABA, backend=backend)
+
+    assert counts == {"created": 0, "updated": 0, "unchanged": 0, "conflicts": 0, "reworks": 1}
+    template.refresh_from_db()
+    assert (template.status, template.components) == (TemplateStatus.DRAFT, BETTER_COMPONENTS)
+
+
+def test_saving_a_rejected_template_unchanged_keeps_metas_status(double, backend, author, reviewer):
+    template = rejected_at_meta(double, backend, author, reviewer)
+
+    template_save_edit(template=template, user=author)
+
+    assert template.status == TemplateStatus.REJECTED
+    assert template_sync(waba_id=WABA, backend=backend)["unchanged"] == 1
+
+
+def test_a_rework_keeps_metas_name_and_language(double, backend, author, reviewer):
+    template = rejected_at_meta(double, backend, author, reviewer)
+
+    with pytest.raises(ValidationError) as excinfo:
+        rework(template, author, name="order_left_warehouse", language="en_GB")
+
+    (error,) = excinfo.value.error_list
+    assert error.code == "identity_locked" and "name, language cannot change" in error.message
+    template.refresh_from_db()
+    assert (template.name, template.status) == ("order_shipped", TemplateStatus.REJECTED)
+
+
+@pytest.mark.parametrize("status", [TemplateStatus.PENDING, TemplateStatus.APPROVED, TemplateStatus.DISABLED])
+def test_templates_in_review_or_live_cannot_be_edited(author, status):
+    template = template_create(
+        waba_id=WABA, name="t1", language="en_US", category="UTILITY", components=COMPONENTS
+    )
+    MessageTemplate.objects.filter(pk=template.pk).update(status=status, meta_template_id="77")
+    template.refresh_from_db()
+
+    with pytest.raises(ValidationError) as excinfo:
+        rework(template, author)
+
+    assert excinfo.value.error_list[0].code == "invalid_state"
+    template.refresh_from_db()
+    assert template.components == COMPONENTS
+
+
+def test_a_paused_template_can_be_reworked_but_not_recategorized_at_meta(double, backend, author, reviewer):
+    template = reviewed(author, reviewer)
+    template_submit(template=template, backend=backend)
+    double.set_template(template.meta_template_id, status="PAUSED")
+    template_apply_webhook(
+        field="message_template_status_update",
+        value={"message_template_id": template.meta_template_id, "event": "PAUSED", "reason": "Low quality"},
+    )
+    template.refresh_from_db()
+
+    rework(template, author, category="MARKETING")
+    template_request_review(template=template, user=author)
+    template_review(template=template, reviewer=reviewer, approve=True)
+    with pytest.raises(WhatsAppApiError):
+        template_submit(template=template, backend=backend)
+
+    template.refresh_from_db()
+    assert template.status == TemplateStatus.APPROVED_INTERNALLY  # ready to retry once fixed
+    assert "category of an approved template cannot be changed" in template.last_error
+    assert double.template(template.meta_template_id)["status"] == "PAUSED"
+
+    template.category = "UTILITY"
+    MessageTemplate.objects.filter(pk=template.pk).update(category="UTILITY")
+    template_submit(template=template, backend=backend)
+    assert template.status == TemplateStatus.PENDING and template.last_error == ""
+
+
+def test_meta_refusing_the_edit_is_shown_on_the_template(double, backend, author, reviewer):
+    template = rejected_at_meta(double, backend, author, reviewer)
+    rework(template, author)
+    template_request_review(template=template, user=author)
+    template_review(template=template, reviewer=reviewer, approve=True)
+    double.set_template(template.meta_template_id, status="IN_APPEAL")  # someone appealed meanwhile
+
+    with pytest.raises(WhatsAppApiError):
+        template_submit(template=template, backend=backend)
+
+    template.refresh_from_db()
+    assert "Only approved, rejected or paused templates can be edited" in template.last_error
+    assert template.status == TemplateStatus.APPROVED_INTERNALLY
+
+
+def test_a_late_webhook_does_not_overwrite_a_rework(double, backend, author, reviewer):
+    template = rejected_at_meta(double, backend, author, reviewer)
+    rework(template, author)
+
+    template_apply_webhook(
+        field="message_template_status_update",
+        value={"message_template_id": template.meta_template_id, "event": "APPROVED", "reason": "NONE"},
+    )
+
+    template.refresh_from_db()
+    assert (template.status, template.components) == (TemplateStatus.DRAFT, BETTER_COMPONENTS)
+    assert not template.is_sendable  # the local content is not what Meta approved
+    latest = template.status_changes.first()
+    assert latest.is_notice and "Meta reports APPROVED" in latest.reason
+
+
+def test_meta_repeating_itself_adds_no_history(double, backend, author, reviewer):
+    template = rejected_at_meta(double, backend, author, reviewer)
+    template_apply_webhook(  # news of another kind in between
+        field="message_template_quality_update",
+        value={"message_template_id": template.meta_template_id, "new_quality_score": "YELLOW"},
+    )
+    history = template.status_changes.count()
+
+    template_sync(waba_id=WABA, backend=backend)
+    template_sync(waba_id=WABA, backend=backend)
+    template_apply_webhook(
+        field="message_template_status_update",
+        value={
+            "message_template_id": template.meta_template_id,
+            "event": "REJECTED",
+            "reason": "INVALID_FORMAT",
+        },
+    )
+
+    assert template.status_changes.count() == history

@@ -224,3 +224,59 @@ def test_copy_code_buttons_need_no_label():
         )
         == set()
     )
+
+
+# --- Media headers need a sample file's handle --------------------------------------------------------
+
+HANDLE = (
+    "4::aW1hZ2UvanBlZw==:ARYytyb0kLp5htbBB8vWlclG5M9gMBxiEyt4FNCvrueWBOmFmRAztEu:e:1681000441:63497:10008:ARb"
+)
+
+
+@pytest.mark.parametrize("header_format", ["IMAGE", "VIDEO", "DOCUMENT"])
+@pytest.mark.parametrize(
+    ("example", "rule"),
+    [
+        (None, "header_handle_missing"),
+        ({"header_handle": []}, "header_handle_missing"),
+        ({"header_handle": ["  "]}, "header_handle_missing"),
+        ({"header_handle": ["https://cdn.example/sample.jpg"]}, "header_handle_is_link"),
+    ],
+)
+def test_media_headers_need_the_handle_of_an_uploaded_sample(header_format, example, rule):
+    header = {"type": "HEADER", "format": header_format}
+    if example is not None:
+        header["example"] = example
+    components = [header, body("Your receipt is attached, thank you.")]
+
+    problems = validate_template(
+        name="receipt",
+        language="en_US",
+        category="UTILITY",
+        parameter_format="POSITIONAL",
+        components=components,
+    )
+
+    assert [p.rule for p in problems] == [rule]
+    assert problems[0].component == "HEADER"
+    assert "Resumable Upload API" in problems[0].message and "handle" in problems[0].message
+
+
+@pytest.mark.parametrize("header_format", ["IMAGE", "VIDEO", "DOCUMENT"])
+def test_a_media_header_with_a_handle_is_fine(header_format):
+    header = {"type": "HEADER", "format": header_format, "example": {"header_handle": [HANDLE]}}
+    assert rules([header, body("Your receipt is attached, thank you.")]) == set()
+
+
+def test_a_location_header_needs_no_sample():
+    assert rules([{"type": "HEADER", "format": "LOCATION"}, body("Your order is on its way here.")]) == set()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=6))
+def test_variable_numbering_property(numbers):
+    """Any numbering that is not 1..n without gaps (repeats allowed) is named variables_not_sequential."""
+    text = "Hello " + " and ".join(f"{{{{{n}}}}}" for n in numbers) + " today."
+    found = rules([body(text, [f"s{i}" for i in range(max(numbers))])])
+    distinct = sorted(set(numbers))
+    assert ("variables_not_sequential" in found) == (distinct != list(range(1, len(distinct) + 1)))

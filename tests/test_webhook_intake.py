@@ -1,5 +1,5 @@
 """The webhook endpoint's gatekeeping: Meta's handshake, signatures over the raw body, storage before
-acknowledgement. (Applying the stored events is the Webhooks feature's job.)"""
+acknowledgement. (What the stored events do is tested in test_webhook_statuses.py and its siblings.)"""
 
 import json
 
@@ -59,7 +59,24 @@ def test_signed_event_is_stored_before_the_200(client):
     event = WebhookEvent.objects.get()
     assert event.raw_body.encode() == body
     assert event.headers["X-Hub-Signature-256"] == webhook_signature(body, SECRET)
-    assert event.state == WebhookEvent.State.RECEIVED
+    # The test settings run Celery in-process, so processing has run by the time the 200 goes out.
+    assert (event.state, event.summary) == (WebhookEvent.State.PROCESSED, {"status": 1})
+
+
+@pytest.mark.django_db
+def test_a_delivery_whose_processing_cannot_be_queued_is_still_stored_and_acknowledged(client, monkeypatch):
+    from messaging import webhooks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(webhooks.process_webhook_event, "delay", broker_down)
+    body = _status_body()
+    response = _post(client, body, webhook_signature(body, SECRET))
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert event.state == WebhookEvent.State.RECEIVED  # the sweeper picks it up a minute later
+    assert event.raw_body.encode() == body
 
 
 @pytest.mark.django_db

@@ -8,17 +8,25 @@ What is proven, counting what the double received (each request carries the mess
 - a queued message is sent exactly once;
 - two workers on one queue, with every task delivered twice, still send each message once (the claim
   lets one delivery through; the other answers `not_claimed`);
+- the same for batches (`send_messages`, one claim for many ids): overlapping batches, each delivered
+  twice, across two workers, send every message once;
 - a worker killed while its request is at Meta: acks_late redelivers the task, and the redelivered task
   must not send again. What is true at that moment: the request reached Meta (the double counted it and
   accepts it), the message is `sending`, the claim of the redelivery fails, and the message waits as
-  `unconfirmed` (messages_unstick) for Meta's status webhook: one request, never two.
+  `unconfirmed` (messages_unstick) for Meta's status webhook: one request, never two. The same holds
+  for a worker killed in the middle of a batch.
+
+The send tasks store no results (ignore_result): what each run answered is read where an operator
+reads it, in the worker's log (`Task ...[id] succeeded in ...s: 'sent'`).
 
 Isolation: a scratch Redis database (/15) and a queue, node names and cache-key prefix unique to the
 run; the workers load `config.settings` (the test settings force eager Celery) with DATABASE_URL pointing
 at the test database.
 """
 
+import ast
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,6 +56,7 @@ SCRATCH_REDIS_DB = 15
 STARTUP_TIMEOUT_SECONDS = 60
 RESULT_TIMEOUT_SECONDS = 30
 SEND_TASK = "messaging.tasks.send_message"
+BATCH_TASK = "messaging.tasks.send_messages"
 
 
 def scratch_redis_url() -> str:
@@ -250,12 +259,21 @@ def requests_per_message(double: GraphApiDouble) -> Counter:
     )
 
 
-def results(tasks) -> list[str]:
-    try:
-        return [task.get(timeout=RESULT_TIMEOUT_SECONDS) for task in tasks]
-    finally:
-        for task in tasks:
-            task.forget()
+def results(tasks, workers: list[Worker]) -> list[str]:
+    """What each task returned, in order, as its worker logged it (the send tasks store no result)."""
+    wanted = {task.id for task in tasks}
+    deadline = time.monotonic() + RESULT_TIMEOUT_SECONDS
+    while True:
+        found = {}
+        for worker in workers:
+            for match in re.finditer(r"\[([0-9a-f-]{36})\] succeeded in [0-9.e-]+s: (.*)", worker.log()):
+                if match.group(1) in wanted:
+                    found[match.group(1)] = ast.literal_eval(match.group(2).strip())
+        if len(found) == len(wanted):
+            return [found[task.id] for task in tasks]
+        if time.monotonic() > deadline:
+            pytest.fail(f"{len(wanted) - len(found)} of {len(wanted)} tasks did not succeed in time")
+        time.sleep(0.1)
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
@@ -274,7 +292,7 @@ def test_a_worker_sends_each_queued_message_exactly_once(
 
     tasks = [client_app.send_task(SEND_TASK, args=[m.pk], queue=shared_queue) for m in messages]
 
-    assert results(tasks) == [MessageStatus.SENT] * len(messages)
+    assert results(tasks, two_workers) == [MessageStatus.SENT] * len(messages)
     assert requests_per_message(double) == Counter({str(m.pk): 1 for m in messages})
     assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.SENT}
     wamids = {m["id"] for m in double.messages}
@@ -295,11 +313,33 @@ def test_two_workers_and_duplicate_deliveries_still_send_once(
     }
 
     for pk, copies in tasks.items():
-        assert sorted(results(copies)) == ["not_claimed", MessageStatus.SENT], pk
+        assert sorted(results(copies, two_workers)) == ["not_claimed", MessageStatus.SENT], pk
     assert requests_per_message(double) == Counter({str(m.pk): 1 for m in messages})
     assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.SENT}
     for worker in two_workers:  # both really consumed the queue
         assert f"Task {SEND_TASK}[" in worker.log() and "succeeded" in worker.log()
+
+
+def test_overlapping_batches_delivered_twice_send_each_message_once(
+    two_workers, show_worker_logs, client_app, shared_queue, double
+):
+    show_worker_logs.extend(two_workers)
+    messages = queued_messages(60)
+    ids = [m.pk for m in messages]
+    # Every id is in two batches, and every batch is delivered twice: four claims race for each message.
+    batches = [ids[0:30], ids[15:45], ids[30:60], ids[0:15] + ids[45:60]]
+
+    tasks = [client_app.send_task(BATCH_TASK, args=[batch], queue=shared_queue) for batch in batches * 2]
+
+    answers = results(tasks, two_workers)
+    assert sum(answer.get(MessageStatus.SENT, 0) for answer in answers) == len(messages)
+    assert sum(answer.get("not_claimed", 0) for answer in answers) == 3 * len(messages)
+    assert requests_per_message(double) == Counter({str(pk): 1 for pk in ids})
+    assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.SENT}
+    assert set(Message.objects.values_list("provider_message_id", flat=True)) == {
+        m["id"] for m in double.messages
+    }
+    assert ProviderCall.objects.filter(http_status=200).count() == len(messages)
 
 
 def redeliver_unacked(app: Celery, task_id: str) -> None:
@@ -332,7 +372,7 @@ def test_a_worker_killed_mid_send_never_causes_a_second_send(
     # A new worker gets the same task again (acks_late: it was never acknowledged).
     show_worker_logs.extend(worker_factory(1, queue=own_queue, pool="solo"))
     redeliver_unacked(client_app, task.id)
-    assert results([task]) == ["not_claimed"]  # the claim fails: `sending` is not `queued`
+    assert results([task], show_worker_logs) == ["not_claimed"]  # the claim fails: `sending` is not `queued`
 
     # The request the killed worker made did reach Meta, and Meta accepted it: one message, once.
     wait_for(lambda: len(double.messages) == 1, what="the double to accept the delayed request")
@@ -360,9 +400,33 @@ def test_a_pool_process_killed_mid_send_is_redelivered_and_not_resent(
     [child] = worker.pool_children()
     os.kill(child, signal.SIGKILL)
 
-    assert results([task]) == ["not_claimed"]
+    assert results([task], [worker]) == ["not_claimed"]
     assert worker.process.poll() is None  # the worker itself lived on
     wait_for(lambda: len(double.messages) == 1, what="the double to accept the delayed request")
     assert requests_per_message(double) == Counter({str(message.pk): 1})
     message.refresh_from_db()
     assert message.status == MessageStatus.SENDING
+
+
+def test_a_worker_killed_mid_batch_never_causes_a_second_send(
+    worker_factory, show_worker_logs, client_app, own_queue, double
+):
+    messages = queued_messages(5)
+    ids = [m.pk for m in messages]
+    [first] = worker_factory(1, queue=own_queue, pool="solo")
+    show_worker_logs.append(first)
+    double.inject_delay(2.0, path_contains="/messages", times=len(ids))  # the whole batch is at Meta
+
+    task = client_app.send_task(BATCH_TASK, args=[ids], queue=own_queue)
+    wait_for(lambda: len(requests_per_message(double)) == len(ids), what="the batch's requests to reach Meta")
+    first.kill()
+    assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.SENDING}
+
+    show_worker_logs.extend(worker_factory(1, queue=own_queue, pool="solo"))
+    redeliver_unacked(client_app, task.id)
+    assert results([task], show_worker_logs) == [{"not_claimed": len(ids)}]
+
+    wait_for(lambda: len(double.messages) == len(ids), what="the double to accept the delayed requests")
+    assert requests_per_message(double) == Counter({str(pk): 1 for pk in ids})
+    assert messages_unstick(older_than=timedelta(0)) == len(ids)
+    assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.UNCONFIRMED}

@@ -6,157 +6,281 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('messaging', '0003_outbound_messages'),
-        ('templates_app', '0002_status_notices'),
+        ("messaging", "0003_outbound_messages"),
+        ("templates_app", "0002_status_notices"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AutoReply',
+            name="AutoReply",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('keyword', models.CharField(max_length=64)),
-                ('match', models.CharField(choices=[('exact', 'the whole message is the keyword'), ('contains', 'the message contains the keyword as a word')], default='exact', max_length=8)),
-                ('reply_text', models.TextField(blank=True, max_length=4096)),
-                ('template_parameters', models.JSONField(blank=True, default=list)),
-                ('is_active', models.BooleanField(default=True)),
-                ('priority', models.PositiveSmallIntegerField(default=100, help_text='Lower wins when several match.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("keyword", models.CharField(max_length=64)),
+                (
+                    "match",
+                    models.CharField(
+                        choices=[
+                            ("exact", "the whole message is the keyword"),
+                            ("contains", "the message contains the keyword as a word"),
+                        ],
+                        default="exact",
+                        max_length=8,
+                    ),
+                ),
+                ("reply_text", models.TextField(blank=True, max_length=4096)),
+                ("template_parameters", models.JSONField(blank=True, default=list)),
+                ("is_active", models.BooleanField(default=True)),
+                (
+                    "priority",
+                    models.PositiveSmallIntegerField(default=100, help_text="Lower wins when several match."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'auto-replies',
-                'ordering': ['priority', 'keyword'],
+                "verbose_name_plural": "auto-replies",
+                "ordering": ["priority", "keyword"],
             },
         ),
         migrations.CreateModel(
-            name='PendingStatus',
+            name="PendingStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider_message_id', models.CharField(db_index=True, max_length=128)),
-                ('status', models.CharField(max_length=20)),
-                ('payload', models.JSONField(help_text="Meta's status object as received.")),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider_message_id", models.CharField(db_index=True, max_length=128)),
+                ("status", models.CharField(max_length=20)),
+                ("payload", models.JSONField(help_text="Meta's status object as received.")),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name_plural': 'pending statuses',
-                'ordering': ['received_at', 'id'],
+                "verbose_name_plural": "pending statuses",
+                "ordering": ["received_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='ProviderAlert',
+            name="ProviderAlert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(help_text="Meta's field, e.g. account_alerts, or 'error'.", max_length=64)),
-                ('severity', models.CharField(choices=[('info', 'Info'), ('warning', 'Warning'), ('error', 'Error')], default='warning', max_length=8)),
-                ('code', models.CharField(blank=True, max_length=32)),
-                ('title', models.CharField(blank=True, max_length=255)),
-                ('details', models.TextField(blank=True)),
-                ('payload', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        help_text="Meta's field, e.g. account_alerts, or 'error'.", max_length=64
+                    ),
+                ),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[("info", "Info"), ("warning", "Warning"), ("error", "Error")],
+                        default="warning",
+                        max_length=8,
+                    ),
+                ),
+                ("code", models.CharField(blank=True, max_length=32)),
+                ("title", models.CharField(blank=True, max_length=255)),
+                ("details", models.TextField(blank=True)),
+                ("payload", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='message',
-            name='billable',
+            model_name="message",
+            name="billable",
             field=models.BooleanField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='message',
-            name='conversation_id',
+            model_name="message",
+            name="conversation_id",
             field=models.CharField(blank=True, max_length=128),
         ),
         migrations.AddField(
-            model_name='message',
-            name='in_reply_to',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replies', to='messaging.message'),
+            model_name="message",
+            name="in_reply_to",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="replies",
+                to="messaging.message",
+            ),
         ),
         migrations.AddField(
-            model_name='message',
-            name='played_at',
+            model_name="message",
+            name="played_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='message',
-            name='pricing_model',
+            model_name="message",
+            name="pricing_model",
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name='message',
-            name='provider_timestamp',
+            model_name="message",
+            name="provider_timestamp",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='message',
-            name='purpose',
+            model_name="message",
+            name="purpose",
             field=models.CharField(blank=True, editable=False, max_length=32),
         ),
         migrations.AddField(
-            model_name='webhookevent',
-            name='attempts',
-            field=models.PositiveIntegerField(default=0, help_text='Times processing ran (replays included).'),
+            model_name="webhookevent",
+            name="attempts",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Times processing ran (replays included)."
+            ),
         ),
         migrations.AddField(
-            model_name='webhookevent',
-            name='summary',
+            model_name="webhookevent",
+            name="summary",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AlterField(
-            model_name='message',
-            name='status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('pending_approval', 'waiting for approval'), ('rejected', 'Rejected'), ('queued', 'Queued'), ('deferred', 'Deferred'), ('sending', 'Sending'), ('unconfirmed', "sent?: awaiting Meta's confirmation"), ('sent', 'Sent'), ('delivered', 'Delivered'), ('read', 'Read'), ('played', 'Played'), ('failed', 'Failed'), ('blocked', 'blocked by policy'), ('cancelled', 'Cancelled'), ('received', 'Received')], default='draft', max_length=20),
+            model_name="message",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("draft", "Draft"),
+                    ("pending_approval", "waiting for approval"),
+                    ("rejected", "Rejected"),
+                    ("queued", "Queued"),
+                    ("deferred", "Deferred"),
+                    ("sending", "Sending"),
+                    ("unconfirmed", "sent?: awaiting Meta's confirmation"),
+                    ("sent", "Sent"),
+                    ("delivered", "Delivered"),
+                    ("read", "Read"),
+                    ("played", "Played"),
+                    ("failed", "Failed"),
+                    ("blocked", "blocked by policy"),
+                    ("cancelled", "Cancelled"),
+                    ("received", "Received"),
+                ],
+                default="draft",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='messagestatusevent',
-            name='status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('pending_approval', 'waiting for approval'), ('rejected', 'Rejected'), ('queued', 'Queued'), ('deferred', 'Deferred'), ('sending', 'Sending'), ('unconfirmed', "sent?: awaiting Meta's confirmation"), ('sent', 'Sent'), ('delivered', 'Delivered'), ('read', 'Read'), ('played', 'Played'), ('failed', 'Failed'), ('blocked', 'blocked by policy'), ('cancelled', 'Cancelled'), ('received', 'Received')], max_length=20),
+            model_name="messagestatusevent",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("draft", "Draft"),
+                    ("pending_approval", "waiting for approval"),
+                    ("rejected", "Rejected"),
+                    ("queued", "Queued"),
+                    ("deferred", "Deferred"),
+                    ("sending", "Sending"),
+                    ("unconfirmed", "sent?: awaiting Meta's confirmation"),
+                    ("sent", "Sent"),
+                    ("delivered", "Delivered"),
+                    ("read", "Read"),
+                    ("played", "Played"),
+                    ("failed", "Failed"),
+                    ("blocked", "blocked by policy"),
+                    ("cancelled", "Cancelled"),
+                    ("received", "Received"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['direction', 'status', '-created_at'], name='messaging_m_directi_dffbf6_idx'),
+            model_name="message",
+            index=models.Index(
+                fields=["direction", "status", "-created_at"], name="messaging_m_directi_dffbf6_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='webhookevent',
-            index=models.Index(condition=models.Q(('state', 'received')), fields=['received_at'], name='webhook_unprocessed'),
+            model_name="webhookevent",
+            index=models.Index(
+                condition=models.Q(("state", "received")), fields=["received_at"], name="webhook_unprocessed"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='messagestatusevent',
-            constraint=models.UniqueConstraint(condition=models.Q(('source', 'webhook')), fields=('message', 'status'), name='one_webhook_status_per_message'),
+            model_name="messagestatusevent",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("source", "webhook")),
+                fields=("message", "status"),
+                name="one_webhook_status_per_message",
+            ),
         ),
         migrations.AddField(
-            model_name='autoreply',
-            name='template',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='templates_app.messagetemplate'),
+            model_name="autoreply",
+            name="template",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="templates_app.messagetemplate",
+            ),
         ),
         migrations.AddField(
-            model_name='pendingstatus',
-            name='webhook_event',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='messaging.webhookevent'),
+            model_name="pendingstatus",
+            name="webhook_event",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                to="messaging.webhookevent",
+            ),
         ),
         migrations.AddField(
-            model_name='provideralert',
-            name='acknowledged_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="provideralert",
+            name="acknowledged_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='provideralert',
-            name='sender',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='alerts', to='messaging.sender'),
+            model_name="provideralert",
+            name="sender",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="alerts",
+                to="messaging.sender",
+            ),
         ),
         migrations.AddField(
-            model_name='provideralert',
-            name='webhook_event',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='messaging.webhookevent'),
+            model_name="provideralert",
+            name="webhook_event",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                to="messaging.webhookevent",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='pendingstatus',
-            constraint=models.UniqueConstraint(fields=('provider_message_id', 'status'), name='one_pending_status_per_wamid'),
+            model_name="pendingstatus",
+            constraint=models.UniqueConstraint(
+                fields=("provider_message_id", "status"), name="one_pending_status_per_wamid"
+            ),
         ),
     ]

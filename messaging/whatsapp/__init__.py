@@ -55,6 +55,8 @@ def backend_create(name: str | None = None, **overrides: Any) -> WhatsAppBackend
         "webhook_url": config["SIMULATOR_WEBHOOK_URL"],
         "app_secret": config["APP_SECRET"],
         "status_delay": config["SIMULATOR_STATUS_DELAY"],
+        # One pooled connection per send thread, or connections are thrown away under load.
+        "pool_size": settings.WHATSAPP_SEND_THREADS,
         **overrides,
     }
     return backend_class(**options)

@@ -1,6 +1,6 @@
 """The provider interface. `WhatsAppBackend` owns the algorithms (build Meta's request → hand it to
 the provider → parse the answer → raise typed errors; page through templates); each backend fills
-the small `_post_message`, `_get_templates_page` and `_post_template` hooks.
+the small `_post_message`, `_get_templates_page`, `_post_template` and `_post_template_edit` hooks.
 """
 
 from collections.abc import Iterator
@@ -144,6 +144,16 @@ class WhatsAppBackend:
         """Submit a template for review; Meta answers `{"id", "status", "category"}`."""
         return self._post_template(waba_id, definition)
 
+    def edit_template(self, *, template_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Edit a template Meta holds (`POST /{message-template-id}` with `category` and `components`);
+        Meta answers `{"success": true}` and reviews the new version. Name and language cannot change."""
+        body = self._post_template_edit(template_id, payload)
+        if body.get("success") is not True:
+            raise WhatsAppApiError(
+                message="Meta did not confirm the template edit", code=None, raw={"body": body}
+            )
+        return body
+
     # --- Hooks ------------------------------------------------------------------------------------
 
     def _post_message(self, sender: SenderRef, payload: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +163,9 @@ class WhatsAppBackend:
         raise NotImplementedError
 
     def _post_template(self, waba_id: str, definition: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _post_template_edit(self, template_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -63,6 +63,9 @@ class CloudBackend(WhatsAppBackend):
     def _post_template(self, waba_id: str, definition: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", f"{waba_id}/message_templates", json=definition)
 
+    def _post_template_edit(self, template_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", template_id, json=payload)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         url = f"{self.base_url}/{path}"
         try:

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from messaging.whatsapp.base import SenderRef, WhatsAppBackend
-from messaging.whatsapp.errors import WhatsAppError
+from messaging.whatsapp.errors import WhatsAppApiError, WhatsAppError
 
 _counter = itertools.count(1)
 
@@ -60,3 +60,18 @@ class MemoryBackend(WhatsAppBackend):
         with self._lock:
             self.templates.setdefault(waba_id, []).append(template)
         return {"id": template["id"], "status": "PENDING", "category": definition.get("category", "")}
+
+    def _post_template_edit(self, template_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Like Meta: the stored template takes the new content and goes back to review."""
+        with self._lock:
+            for templates in self.templates.values():
+                for template in templates:
+                    if template.get("id") == template_id:
+                        template.update({k: v for k, v in payload.items() if k in ("category", "components")})
+                        template["status"] = "PENDING"
+                        return {"success": True}
+        raise WhatsAppApiError(
+            message=f"Unsupported post request. Object with ID '{template_id}' does not exist",
+            code=100,
+            http_status=400,
+        )

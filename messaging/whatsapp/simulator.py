@@ -1,12 +1,15 @@
 """A stand-in for Meta used by `make run`: it accepts sends, answers with `wamid.` ids and, like Meta,
 later posts signed status webhooks (sent → delivered → read) to the app's own webhook endpoint. It can
-also play a customer writing in (`simulate_reply`). The whole loop runs with no Meta account."""
+also play a customer writing in (`simulate_reply`). Submitted and edited templates are approved a moment
+later by a `message_template_status_update` webhook, as Meta's review would. The whole loop runs with no
+Meta account."""
 
 import base64
 import json
 import logging
 import secrets
 import threading
+import time
 from typing import Any
 
 import requests
@@ -54,6 +57,44 @@ class SimulatorBackend(MemoryBackend):
             "contacts": [{"input": recipient, "wa_id": recipient}],
             "messages": [{"id": wamid, "message_status": "accepted"}],
         }
+
+    def _post_template(self, waba_id: str, definition: dict[str, Any]) -> dict[str, Any]:
+        answer = super()._post_template(waba_id, definition)
+        self._schedule_template_review(waba_id, answer["id"], definition)
+        return answer
+
+    def _post_template_edit(self, template_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        answer = super()._post_template_edit(template_id, payload)
+        for waba_id, templates in self.templates.items():
+            stored = next((t for t in templates if t.get("id") == template_id), None)
+            if stored is not None:
+                self._schedule_template_review(waba_id, template_id, stored)
+        return answer
+
+    def _schedule_template_review(self, waba_id: str, template_id: str, template: dict[str, Any]) -> None:
+        """Meta's verdict on a submitted template: always APPROVED here, after a few status delays."""
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": waba_id,
+                    "time": int(time.time()),
+                    "changes": [
+                        {
+                            "field": "message_template_status_update",
+                            "value": {
+                                "event": "APPROVED",
+                                "message_template_id": int(template_id),
+                                "message_template_name": template.get("name", ""),
+                                "message_template_language": template.get("language", ""),
+                                "reason": "NONE",
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+        self._schedule(self.status_delay * 3, body)
 
     def simulate_reply(
         self,

@@ -6,7 +6,8 @@ from templates_app.tasks import default_waba_ids, describe_counts, sync_lock, te
 class Command(BaseCommand):
     help = (
         "Mirror Meta's message templates locally (status, quality, category, components) and print how many "
-        "were created, updated, unchanged, and left alone because a local draft has the same name. "
+        "were created, updated, unchanged, and left alone because a local draft has the same name (or a "
+        "local rework of a rejected or paused template waits to be resubmitted). "
         "Syncs WHATSAPP_BUSINESS_ACCOUNT_ID unless --waba-id is given."
     )
 
