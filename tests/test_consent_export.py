@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, transaction
 
 from compliance.exports import (
     CSV_FIELDS,
@@ -25,10 +25,11 @@ from compliance.exports import (
     export_begin,
     manifest_path_for,
 )
-from compliance.ledger import GENESIS_HASH, content_hash, event_content
+from compliance.ledger import GENESIS_HASH, content_hash, event_content, ledger_append
 from compliance.models import (
     ConsentEvent,
     ConsentExport,
+    ConsentSubject,
     LedgerHead,
     LedgerImmutableError,
     StaffAuditEntry,
@@ -436,3 +437,77 @@ def test_awkward_characters_survive_the_export_exactly(ledger, tmp_path):
     assert last == {**event_content(event), "hash": event.hash}
     assert last["text_version"] == version and last["staff_user_id"] == 42
     assert "OK, 3 events" in verify("--file", str(path), "--filtered")
+
+
+# --- Awkward characters in every column --------------------------------------------------------------
+
+#: Everything COPY and JSON escape differently, or not at all: quotes, backslashes (also before "N",
+#: COPY's NULL marker), the escapes both know (newline, tab, CR, backspace, form feed), vertical tab
+#: (COPY writes \v, JSON \u000b), other control characters, DEL, non-ASCII, an emoji (a surrogate pair
+#: in JSON), a line separator, and a line that looks like COPY's end marker.
+AWKWARD = [
+    'say "hi"',
+    "back\\slash \\N \\.",
+    "line\nbreak\ttab\rcr\bbs\fff",
+    "vt\x0bbell\x07esc\x1bunit\x1fdel\x7f",
+    "é ü ß 😀 \u2028 end",
+    "\\.",
+]
+
+
+@pytest.fixture
+def awkward_ledger(ledger):
+    """The six ordinary events, then one event per awkward string (in every free-text column), on
+    2026-03-04 and 2026-03-05."""
+    subject = ConsentSubject.objects.create(contact_id=10_000)
+    events = list(ledger)
+    for index, text in enumerate(AWKWARD):
+        with transaction.atomic():
+            events.append(
+                ledger_append(
+                    ConsentEvent(
+                        subject=subject,
+                        purpose="marketing" if index % 2 else "utility",
+                        action="opt_in",
+                        source=text[:32],
+                        awaiting_confirmation=index % 3 == 0,
+                        text_version=text,
+                        text_sha256=text[::-1],
+                        evidence_ciphertext=f"gAAAAAB{text}{'x' * 300}{text}",
+                        staff_user_id=index if index % 2 else None,
+                        occurred_at=at("2026-03-04" if index < 3 else "2026-03-05", f"0{index}:00:00.000100"),
+                        recorded_at=at("2026-03-05", f"1{index}:30:00"),
+                    )
+                )
+            )
+    return events
+
+
+def test_awkward_characters_in_every_column_export_exactly_and_verify(awkward_ledger, tmp_path):
+    path, _, _ = export(tmp_path, "--format", "jsonl")
+
+    assert [json.loads(line) for line in lines(path)] == [
+        {**event_content(event), "hash": event.hash} for event in awkward_ledger
+    ]
+    assert path.read_bytes().isascii()  # non-ASCII written as \u escapes, as json.dumps does
+    report = verify("--file", str(path), "--manifest", str(manifest_path_for(path)))
+    assert f"OK, {len(awkward_ledger)} events" in report and "Manifest OK" in report
+
+
+@pytest.mark.postgres
+def test_an_export_streamed_by_copy_verifies_offline_with_its_manifest(
+    awkward_ledger, tmp_path, django_db_blocker
+):
+    whole, whole_manifest, _ = export(tmp_path, "--format", "jsonl")
+    some, some_manifest, _ = export(tmp_path, "--format", "jsonl", "--since", "2026-03-04", name="some.jsonl")
+    records = {record.pk: record for record in ConsentExport.objects.all()}
+
+    with django_db_blocker.block():
+        assert "every hash and link verified" in verify(
+            "--file", str(whole), "--manifest", str(manifest_path_for(whole))
+        )
+        assert "every event matches its own hash" in verify(
+            "--file", str(some), "--manifest", str(manifest_path_for(some))
+        )
+    assert records[whole_manifest["export_id"]].sha256 == hashlib.sha256(whole.read_bytes()).hexdigest()
+    assert some_manifest["rows"] == len(AWKWARD) == len(lines(some))
