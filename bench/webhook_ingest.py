@@ -5,8 +5,10 @@ concurrency. Figures: events/s and the p50/p99 latency the sender (Meta) sees.
 
 The app runs the way production does: DEBUG off, a strong secret key, PostgreSQL with persistent
 connections (CONN_MAX_AGE 60, the default), REDIS_URL set and CELERY_BROKER_URL on Redis, so a
-request verifies, stores and enqueues `process_webhook_event`; no Celery worker runs, so processing
-never competes for the CPU and every event stays queued (the queue is deleted afterwards).
+request verifies, stores and makes sure a `drain_webhook_events` task is queued (a Redis SET NX per
+request; the first one also publishes the task). No Celery worker runs, so processing never competes
+for the CPU and every event stays waiting (the queue is deleted afterwards); with workers draining,
+each drain run adds one more publish, shared by every delivery that drain processes.
 Requests carry `X-Forwarded-Proto: https` as they do behind the TLS-terminating proxy, so the HTTPS
 redirect stays on and is satisfied. Every body is a distinct status webhook in Meta's shape
 (messaging.whatsapp.webhook_payloads) with a wamid of its own: identical bodies would be

@@ -133,6 +133,7 @@ class WebhookEvent(models.Model):
 
     class State(models.TextChoices):
         RECEIVED = "received"
+        PROCESSING = "processing"
         PROCESSED = "processed"
         FAILED = "failed"
 
@@ -142,6 +143,7 @@ class WebhookEvent(models.Model):
     headers = models.JSONField(default=dict)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it to process.")
     processed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times processing ran (replays included).")
     # What the body held, filled by processing: e.g. {"status": 3, "message": 1, "unsupported": 1}.
@@ -151,9 +153,11 @@ class WebhookEvent(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
-            # The sweeper's queue: deliveries whose processing task never ran (lost broker message).
+            # The drain's queue, and the sweeper's: deliveries not processed yet (or whose worker died).
             models.Index(
-                fields=["received_at"], name="webhook_unprocessed", condition=models.Q(state="received")
+                fields=["id"],
+                name="webhook_unprocessed",
+                condition=models.Q(state__in=["received", "processing"]),
             ),
         ]
 

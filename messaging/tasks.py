@@ -79,25 +79,35 @@ def dispatch_due_messages() -> int:
     deliveries whose processing task was lost, and statuses held for a wamid that is now known."""
     from messaging.sending import messages_due, messages_unstick
     from messaging.statuses import pending_statuses_sweep
-    from messaging.webhook_processing import webhook_events_stuck
+    from messaging.webhook_processing import webhook_drain_started, webhook_events_recover
 
     messages_unstick()
     pending_statuses_sweep()  # statuses that raced a send which ended unconfirmed, or were missed
     due = messages_due()
     messages_enqueue(due)
-    for event_id in webhook_events_stuck():
-        process_webhook_event.delay(event_id)
+    if webhook_events_recover():
+        webhook_drain_started()  # a lost drain's flag must not hold the new one back
+        drain_webhook_events.delay()
     return len(due)
 
 
 @shared_task(
-    name="messaging.tasks.process_webhook_event",
+    name="messaging.tasks.drain_webhook_events",
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
 )
-def process_webhook_event(event_id: int) -> None:
-    """Apply one stored webhook delivery; idempotent, so redelivery after a crash is harmless."""
-    from messaging.webhook_processing import webhook_event_process
+def drain_webhook_events() -> int:
+    """Process every stored webhook delivery waiting (see messaging.webhook_processing)."""
+    from messaging.webhook_processing import (
+        DRAIN_BATCH,
+        webhook_drain_started,
+        webhook_events_drain,
+        webhook_processing_request,
+    )
 
-    webhook_event_process(event_id)
+    webhook_drain_started()
+    done = webhook_events_drain(limit=DRAIN_BATCH)
+    if done >= DRAIN_BATCH and not drain_webhook_events.app.conf.task_always_eager:
+        webhook_processing_request()  # a backlog: continue in a fresh task
+    return done

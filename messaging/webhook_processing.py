@@ -1,5 +1,14 @@
 """Apply a stored webhook delivery: normalize its body, then hand each item to the service that owns it.
 
+How deliveries reach processing: the endpoint stores the row and calls `webhook_processing_request`,
+which queues one `drain_webhook_events` task unless one is already waiting (a Redis flag: one cheap
+SET NX per request instead of publishing a task per delivery, which cost the endpoint half its time).
+The drain clears the flag first, then claims and processes every waiting delivery, oldest first, so
+a delivery stored after the flag was cleared queues a drain of its own and none waits unnoticed.
+Deliveries are claimed one by one with a conditional UPDATE (received → processing), so several
+drains on several machines never process one twice; the periodic sweeper retries deliveries left
+`processing` by a worker that died, and any the drain never reached.
+
     WebhookEvent (raw, stored before the 200) → webhook_normalize → for each item, in its own
     transaction: statuses → messaging.statuses, inbound messages and preferences → messaging.inbound,
     template updates → templates_app, notices → ProviderAlert rows.
@@ -17,7 +26,9 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.db import transaction
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -37,8 +48,15 @@ from messaging.webhook_events import (
 
 logger = logging.getLogger(__name__)
 
-#: How long a delivery may wait for its task before the sweeper processes it.
+#: How long a delivery may wait for its drain before the sweeper processes it.
 STUCK_AFTER = timedelta(seconds=60)
+#: A delivery claimed longer ago than this belongs to a worker that died (processing takes ms).
+CLAIM_EXPIRES_AFTER = timedelta(minutes=5)
+DRAIN_SCHEDULED_KEY = "webhooks:drain-scheduled"
+#: If a queued drain is lost, deliveries wait at most this long before the next request queues one.
+DRAIN_SCHEDULED_TTL_SECONDS = 15
+#: One drain stops after this many deliveries and queues the next, so a backlog never pins a worker.
+DRAIN_BATCH = 2000
 ERROR_LIMIT = 4000
 
 
@@ -138,11 +156,108 @@ def webhook_event_process(event_id: int) -> WebhookEvent:
     return event
 
 
-def webhook_events_stuck(*, limit: int = 500) -> list[int]:
-    """Deliveries still waiting for processing long after they arrived (their task was lost)."""
-    cutoff = timezone.now() - STUCK_AFTER
-    return list(
-        WebhookEvent.objects.filter(state=WebhookEvent.State.RECEIVED, received_at__lte=cutoff)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
+def webhook_event_claim(event_id: int) -> bool:
+    """Take a waiting delivery for processing; False if another worker has it already."""
+    return bool(
+        WebhookEvent.objects.filter(pk=event_id, state=WebhookEvent.State.RECEIVED).update(
+            state=WebhookEvent.State.PROCESSING, claimed_at=timezone.now()
+        )
     )
+
+
+def webhook_events_drain(*, limit: int = DRAIN_BATCH) -> int:
+    """Claim and process waiting deliveries, oldest first, up to `limit`; returns how many."""
+    done = 0
+    while done < limit:
+        waiting = list(
+            WebhookEvent.objects.filter(state=WebhookEvent.State.RECEIVED)
+            .order_by("id")
+            .values_list("pk", flat=True)[: min(100, limit - done)]
+        )
+        if not waiting:
+            break
+        for event_id in waiting:
+            if webhook_event_claim(event_id):
+                webhook_event_process(event_id)
+                done += 1
+    return done
+
+
+def webhook_event_store(*, raw_body: str, body_sha256: str, headers: dict[str, str]) -> bool:
+    """Store one delivery durably (committed when this returns, unless inside an outer transaction);
+    False if this exact body was stored before (Meta redelivers).
+
+    One hand-written `INSERT ... ON CONFLICT DO NOTHING` rather than the ORM's create(): this is the
+    hot path Meta waits on, and the ORM's statement building and the duplicate's IntegrityError
+    (which needs a savepoint around it) cost more than the insert itself (bench/webhook_ingest.py).
+    Every column is listed, so a new NOT NULL column without a default fails loudly in the tests."""
+    values = {
+        "provider": "whatsapp",
+        "body_sha256": body_sha256,
+        "raw_body": raw_body,
+        "headers": headers,
+        "received_at": timezone.now(),
+        "state": WebhookEvent.State.RECEIVED,
+        "attempts": 0,
+        "summary": {},
+        "error": "",
+    }
+    meta = WebhookEvent._meta
+    fields = [meta.get_field(name) for name in values]
+    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Names from the model's own metadata; every value is a parameter.
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+    sql += f"ON CONFLICT ({quote('body_sha256')}) DO NOTHING"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
+def _drain_flag_set() -> bool:
+    """SET NX of the "drain queued" flag. On Redis through one client kept per process: Django's
+    RedisCache builds a new client object for every call, a third of this request's CPU."""
+    global _redis_client
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return backend.add(DRAIN_SCHEDULED_KEY, True, timeout=DRAIN_SCHEDULED_TTL_SECONDS)
+    if _redis_client is None:
+        _redis_client = backend._cache.get_client(write=True)
+    key = backend.make_and_validate_key(DRAIN_SCHEDULED_KEY)
+    return bool(_redis_client.set(key, b"1", nx=True, ex=DRAIN_SCHEDULED_TTL_SECONDS))
+
+
+_redis_client = None
+
+
+def webhook_processing_request() -> None:
+    """Make sure a drain is queued (called by the endpoint after storing a delivery)."""
+    from messaging.tasks import drain_webhook_events
+
+    if not _drain_flag_set():
+        return  # a drain is queued and has not started: it will see this delivery
+    try:
+        drain_webhook_events.delay()
+    except Exception:
+        cache.delete(DRAIN_SCHEDULED_KEY)  # let the next delivery try again
+        raise
+
+
+def webhook_drain_started() -> None:
+    """Called first thing by the drain: deliveries stored from now on queue a drain of their own."""
+    cache.delete(DRAIN_SCHEDULED_KEY)
+
+
+def webhook_events_recover() -> int:
+    """For the periodic sweeper: hand deliveries claimed by a worker that died back to the queue, and
+    return how many deliveries have waited too long (their drain was lost), so the caller queues one."""
+    now = timezone.now()
+    handed_back = WebhookEvent.objects.filter(
+        state=WebhookEvent.State.PROCESSING, claimed_at__lte=now - CLAIM_EXPIRES_AFTER
+    ).update(state=WebhookEvent.State.RECEIVED)
+    waited = WebhookEvent.objects.filter(
+        state=WebhookEvent.State.RECEIVED, received_at__lte=now - STUCK_AFTER
+    ).count()
+    return handed_back + waited

@@ -2,6 +2,7 @@
 acknowledgement. (What the stored events do is tested in test_webhook_statuses.py and its siblings.)"""
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -17,10 +18,8 @@ SENDER = SenderRef(
 )
 
 
-def _status_body() -> bytes:
-    value = webhook_payloads.status_value(
-        wamid="wamid.ABC", status="delivered", recipient_wa_id="15550123456"
-    )
+def _status_body(wamid: str = "wamid.ABC") -> bytes:
+    value = webhook_payloads.status_value(wamid=wamid, status="delivered", recipient_wa_id="15550123456")
     # Meta's own formatting (spaces, key order) must be preserved: sign the bytes as sent.
     return json.dumps(webhook_payloads.envelope(SENDER, value), indent=1).encode()
 
@@ -65,18 +64,27 @@ def test_signed_event_is_stored_before_the_200(client):
 
 @pytest.mark.django_db
 def test_a_delivery_whose_processing_cannot_be_queued_is_still_stored_and_acknowledged(client, monkeypatch):
-    from messaging import webhooks
+    from messaging import tasks
+    from messaging.webhook_processing import webhook_events_recover
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(webhooks.process_webhook_event, "delay", broker_down)
+    monkeypatch.setattr(tasks.drain_webhook_events, "delay", broker_down)
     body = _status_body()
     response = _post(client, body, webhook_signature(body, SECRET))
     assert response.status_code == 200
     event = WebhookEvent.objects.get()
-    assert event.state == WebhookEvent.State.RECEIVED  # the sweeper picks it up a minute later
+    assert event.state == WebhookEvent.State.RECEIVED
     assert event.raw_body.encode() == body
+    # The sweeper finds it once it has waited a minute.
+    WebhookEvent.objects.filter(pk=event.pk).update(received_at=event.received_at - timedelta(minutes=2))
+    assert webhook_events_recover() == 1
+    # The failed attempt did not leave the "drain queued" flag behind: the next delivery is processed.
+    monkeypatch.undo()
+    other = _status_body(wamid="wamid.NEXT")
+    assert _post(client, other, webhook_signature(other, SECRET)).status_code == 200
+    assert set(WebhookEvent.objects.values_list("state", flat=True)) == {WebhookEvent.State.PROCESSED}
 
 
 @pytest.mark.django_db
