@@ -108,3 +108,40 @@ def test_simulate_reply_refuses_when_the_simulator_is_not_configured(settings):
     settings.WHATSAPP = {**settings.WHATSAPP, "BACKEND": "cloud"}
     with pytest.raises(CommandError, match="not 'simulator'"):
         call_command("simulate_reply", "+15550123456", "hi")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_round_trip_a_send_reaches_read_and_a_stop_reply_opts_the_customer_out(simulator):
+    """The whole loop `make run` shows: our send, Meta's statuses applied, the customer's reply stored
+    with its keyword acted on."""
+    from django.utils import timezone
+
+    from compliance.services import consent_status
+    from messaging.models import Contact, Message, MessageStatus
+    from messaging.sending import message_send
+    from messaging.services import sender_get_default
+
+    contact = Contact.objects.create(phone_number="+15550123456", wa_id="15550123456")
+    Contact.objects.filter(pk=contact.pk).update(last_inbound_at=timezone.now())  # window open
+    message = Message.objects.create(
+        contact=contact,
+        sender=sender_get_default(),
+        kind="text",
+        content={"body": "Your bike is ready"},
+        status=MessageStatus.QUEUED,
+    )
+    assert message_send(message.pk, backend=simulator).status == MessageStatus.SENT
+    simulator.wait_for_webhooks()
+    message.refresh_from_db()
+    assert message.status == MessageStatus.READ
+    assert message.delivered_at is not None and message.read_at is not None
+    assert set(WebhookEvent.objects.values_list("state", flat=True)) == {WebhookEvent.State.PROCESSED}
+
+    wamid = simulator.simulate_reply(
+        sender=SENDER, from_wa_id="15550123456", text="stop", context_wamid=message.provider_message_id
+    )
+    simulator.wait_for_webhooks()
+    inbound = Message.objects.get(provider_message_id=wamid)
+    assert inbound.direction == Message.Direction.INBOUND
+    assert inbound.in_reply_to == message
+    assert consent_status(contact_id=contact.pk, purpose="marketing") == "revoked"
