@@ -1,16 +1,16 @@
 """The whole sending pipeline under load: N queued messages, 2 real Celery worker processes, Redis (the
 broker, the result backend, the per-sender limiter and the circuit breaker's state) and PostgreSQL,
 sending to the Graph API double with 50 ms of latency. Beside it, in the same run and against the same
-double, a bare client at the same concurrency (2 processes x 32 threads, one requests.Session each)
-posting the same bodies: the ceiling this machine and the double allow.
+double, a bare client at the same concurrency (2 processes x 32 threads, one urllib3 pool each, the
+HTTP client and settings the cloud backend sends with) posting the same bodies: the ceiling this machine and the double allow.
 
 Phase 1 (throughput): the sender's limit is set out of the way (BENCH_DISPATCH_LIMIT, default 1000/s)
 and msg/s is measured from the first enqueue until the last message is `sent` in the database, best
 of BENCH_DISPATCH_ROUNDS (2), alternating with the bare client. Phase 2 (limit): a short run at a low
 limit (BENCH_DISPATCH_LOW_LIMIT; by default 50/s, or half of phase 1's rate when that is lower, so
 that the limit binds) whose most sends in any one-second window, counted from the times requests
-reached the double, must never exceed it. Both phases also report the limiter's own count (its
-commits, read from Redis) and the p50/p99 of how long workers waited for the double's answer.
+reached the double, must never exceed it. Both phases also report the p50/p99 of how long workers
+waited for the double's answer.
 
 Messages are created the fast way (bulk_create, already `queued`, free-form text to contacts who
 wrote a moment ago, so the gate allows them) and enqueued as a bulk send is (messaging.tasks
@@ -55,8 +55,6 @@ from urllib.parse import urlparse
 
 import requests
 
-from messaging.limiter import WINDOW
-
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "dispatch"
 UNIT = "msg/s"
@@ -90,7 +88,7 @@ def _skipped(reason: str) -> dict[str, Any]:
         "name": NAME,
         "description": f"skipped: {reason}",
         "unit": UNIT,
-        "baseline": {"label": "bare requests client, same concurrency", "value": None},
+        "baseline": {"label": "bare urllib3 client, same concurrency", "value": None},
         "measured": {"label": "full pipeline, 2 Celery workers", "value": None},
         "ratio": None,
         "skipped": reason,
@@ -181,12 +179,12 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
             f"record; {WORKERS} Celery workers x {threads} requests in flight{config}, PostgreSQL {f['server_version']}, "
             f"Redis; double latency {f['latency_ms']:g} ms; best of {ROUNDS}. Most requests in any one "
             f"second at the double: {f['pipeline']['max_per_second']} at limit {f['high_limit']}/s; "
-            f"{low['max_per_second']} at limit {low['limit']}/s (limiter's own count "
-            f"{low['commits_max_per_second']}; {low['count']} messages, {low['rate']} msg/s)"
+            f"{low['max_per_second']} at limit {low['limit']}/s ("
+            f"{low['count']} messages, {low['rate']} msg/s)"
         ),
         "unit": UNIT,
         "baseline": {
-            "label": f"bare requests client, {WORKERS} processes x {threads} threads",
+            "label": f"bare urllib3 client, {WORKERS} processes x {threads} threads",
             "value": bare,
             "seconds": f["bare"]["seconds"],
         },
@@ -196,7 +194,6 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
             "seconds": f["pipeline"]["seconds"],
             "double_side_rate": f["pipeline"]["double_rate"],
             "max_per_second": f["pipeline"]["max_per_second"],
-            "commits_max_per_second": f["pipeline"]["commits_max_per_second"],
             "request_ms": f["pipeline"]["request_ms"],
             "limit": f["high_limit"],
             "not_sent": f["pipeline"]["not_sent"],
@@ -395,33 +392,7 @@ def _seed(count: int, sender) -> list[int]:
 SETTLED = ("sent", "unconfirmed", "failed", "blocked")
 
 
-class _CommitLog:
-    """Reads the limiter's log of committed sends (a Redis sorted set holding the last second of them)
-    often enough to keep every commit time: where the limiter's own guarantee is measured, before
-    the jitter of the way to the double. A commit that disappears before its time was taken back
-    (its caller came back too late, see messaging.limiter.rate_acquire) and is forgotten."""
-
-    def __init__(self, redis_url: str, key: str):
-        import redis
-
-        self.client, self.key, self.seen = redis.Redis.from_url(redis_url), key, {}
-
-    def poll(self) -> None:
-        seconds, micros = self.client.time()
-        now = seconds + micros / 1_000_000
-        current = {m: score / 1_000_000 for m, score in self.client.zrange(self.key, 0, -1, withscores=True)}
-        for member, at in list(self.seen.items()):
-            if member not in current and at > now - WINDOW + 0.05:
-                del self.seen[member]  # taken back, not aged out
-        self.seen.update(current)
-
-    def since(self, started: float) -> list[float]:
-        return sorted(t for t in self.seen.values() if t >= started)
-
-
-def _dispatch(
-    app, queue: str, ids: list[int], double, timeout: float, commits: "_CommitLog"
-) -> dict[str, Any]:
+def _dispatch(app, queue: str, ids: list[int], double, timeout: float) -> dict[str, Any]:
     """Enqueue one task per message; time until every one of them is settled (sent, or stopped in
     a final or unconfirmed state, which the figures then report with Meta's or the network's error)."""
     from django.db.models import Count
@@ -445,9 +416,7 @@ def _dispatch(
     messages = Message.objects.filter(pk__gte=low, pk__lte=high)
     assert messages.count() == len(ids)
     while messages.filter(status__in=SETTLED).count() < len(ids) and time.time() < deadline:
-        commits.poll()
         time.sleep(0.1)
-    commits.poll()
     finished = time.time()
     statuses = dict(messages.values_list("status").annotate(n=Count("id")))
     sent = statuses.get("sent", 0)
@@ -471,7 +440,6 @@ def _dispatch(
         if len(arrivals) > 1
         else None,
         "max_per_second": most_in_one_second(arrivals),
-        "commits_max_per_second": most_in_one_second(commits.since(started)),
         # How long the worker waited for Meta's answer (50 ms of latency, the rest is this machine).
         "request_ms": {
             "p50": elapsed[len(elapsed) // 2] if elapsed else None,
@@ -483,23 +451,27 @@ def _dispatch(
 BARE_CHILD = """
 import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 
 url, token, threads, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 bodies = json.loads(sys.stdin.read())
-session = requests.Session()
-session.mount("http://", HTTPAdapter(pool_maxsize=threads, max_retries=0))
-session.headers["Authorization"] = f"Bearer {token}"
+# The HTTP client the cloud backend sends with (messaging.whatsapp.cloud), configured the same way.
+pool = urllib3.PoolManager(
+    num_pools=4,
+    maxsize=threads,
+    retries=False,
+    timeout=urllib3.Timeout(connect=5.0, read=30.0),
+    headers={"Authorization": f"Bearer {token}", "Accept": "application/json", "Content-Type": "application/json"},
+)
 
 def post(body):
-    response = session.post(url, json=body, timeout=30)
-    response.raise_for_status()
-    return response.json()["messages"][0]["id"]
+    response = pool.request("POST", url, body=json.dumps(body).encode())
+    assert response.status == 200, response.status
+    return json.loads(response.data)["messages"][0]["id"]
 
 time.sleep(max(0.0, start_at - time.time()))
-with ThreadPoolExecutor(max_workers=threads) as pool:
-    ids = list(pool.map(post, bodies))
+with ThreadPoolExecutor(max_workers=threads) as pool_threads:
+    ids = list(pool_threads.map(post, bodies))
 print(json.dumps({"end": time.time(), "sent": len(ids)}))
 """
 
@@ -611,15 +583,14 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
             "BENCH_DISPATCH_THREADS": str(THREADS),
         },
     )
-    commits = _CommitLog(settings.REDIS_URL, f"bench-dispatch-{run_id}:send-slot:{sender.pk}:sent")
     rounds = []
     try:
         workers.start(app)
         # Warm-up: a few sends open the workers' database and HTTP connections.
-        _dispatch(app, queue, _seed(WORKERS * THREADS, sender), double, timeout=60, commits=commits)
+        _dispatch(app, queue, _seed(WORKERS * THREADS, sender), double, timeout=60)
         for ids in rounds_ids:
             bare = _bare(double, bodies)
-            pipeline = _dispatch(app, queue, ids, double, timeout=600, commits=commits)
+            pipeline = _dispatch(app, queue, ids, double, timeout=600)
             rounds.append({"bare": bare, "pipeline": pipeline})
             print(
                 f"  round: bare {bare['rate']} msg/s, pipeline {pipeline['rate']} msg/s "
@@ -633,13 +604,14 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
         low_count = int(os.environ.get("BENCH_DISPATCH_LOW_COUNT") or low_limit * 8)
         low_ids = _seed(low_count, sender)
         Sender.objects.filter(pk=sender.pk).update(messages_per_second=low_limit)
-        low = _dispatch(app, queue, low_ids, double, timeout=600, commits=commits)
+        low = _dispatch(app, queue, low_ids, double, timeout=600)
         connection.close()
     except BaseException:
         print(f"  bench.dispatch failed; worker logs kept in {logs}", file=sys.stderr)
         raise
     else:
-        shutil.rmtree(logs, ignore_errors=True)
+        if not os.environ.get("BENCH_DISPATCH_KEEP_LOGS"):
+            shutil.rmtree(logs, ignore_errors=True)
     finally:
         workers.stop()
         double.stop()
@@ -667,7 +639,6 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
             "max_per_second": low["max_per_second"],
             "not_sent": low["not_sent"],
             "rate_limit_requeues": low["rate_limit_requeues"],
-            "commits_max_per_second": low["commits_max_per_second"],
             "request_ms": low["request_ms"],
         },
     }

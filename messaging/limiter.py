@@ -1,33 +1,30 @@
 """One global send-rate limiter per sender (Meta's throughput limit is per business number).
 
-Two steps, both atomic in Redis when REDIS_URL is set (so they hold across every worker on every
-machine), in-process otherwise (the embedded default, one process):
+Atomic in Redis when REDIS_URL is set (so it holds across every worker on every machine),
+in-process otherwise (the embedded default, one process).
 
-1. Reserve a slot. A reservation token bucket with room for one message: each send reserves the
-   next free slot, spaced (1 + SLOT_MARGIN)/rate seconds apart, and the caller sleeps until its
-   slot. This paces the senders and keeps them from waking up all at once.
-2. Commit, right before the request leaves: the send is recorded in a log of the sender's recent
-   sends and allowed only if fewer than `rate` of them fall within the last WINDOW seconds; else
-   the caller waits until the oldest leaves the window. So any `rate + 1` sends are at least
-   WINDOW = 1 + SLOT_MARGIN seconds apart, whatever happened between reservation and sending.
+The sender's send slots are spaced SLOT_INTERVAL = (1 + SLOT_MARGIN)/rate seconds apart on one
+timeline (Redis' clock). A caller is granted the next free slots, as many as it asks for in one
+call (a batch asks for all of its messages at once: one round trip), each as a `SendSlot`: not
+before its time, and not later than LATE_TOLERANCE after it. A caller that gets there in time sends
+on its slot; one that is late (its thread starved of CPU or of the GIL, a batch that waited for a
+free send thread) gives the slot up and is granted a fresh one at the back of the line.
 
-Why the commit: on a busy machine a thread can wake up (or get the CPU back) long after its slot,
-and a late send followed by on-time ones crowds more than `rate` sends into one second. The
-commit stops exactly that, and costs nothing when the limit is not reached (a late send then simply
-goes). A commit is taken back if its caller only gets going again more than LATE_TOLERANCE later
-(its thread starved of CPU or of the GIL while Redis answered), so a send never leaves long after
-the moment it was counted at. Why the margin: between the commit and Meta reading the request there
-is still a little jitter (the tolerance, building the request, the network); a window SLOT_MARGIN
-longer than a second absorbs up to that much of it, for 1/(1 + SLOT_MARGIN) of the nominal
-throughput. What no limiter on the sending side can absorb is a worker stalled between the commit
-and the socket for longer than that (a saturated CPU): keep the workers' CPUs some headroom.
-Celery's own `rate_limit` is per worker, which is why it is not used.
+Why that holds the limit: every send leaves within [slot, slot + LATE_TOLERANCE], and slots are
+SLOT_INTERVAL apart, so any one-second window holds the sends of the slots within 1 + LATE_TOLERANCE
+seconds: at most (1 + LATE_TOLERANCE) / SLOT_INTERVAL <= rate while LATE_TOLERANCE <= SLOT_MARGIN.
+The rest of the margin absorbs the jitter between the check and Meta reading the request (building
+it, the network). What no limiter on the sending side can absorb is a worker stalled between the
+check and the socket for longer than that (a saturated CPU): keep the workers' CPUs some headroom.
+A slot's times are taken conservatively: not before the moment the grant's answer arrived plus its
+wait (never early, whatever the round trip), not after the moment it was asked plus its wait plus
+the tolerance (a slow round trip counts as lateness). Celery's own `rate_limit` is per worker, which
+is why it is not used.
 """
 
 import threading
 import time
-import uuid
-from collections import deque
+from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
@@ -35,182 +32,128 @@ from django.conf import settings
 #: Extra spacing, in seconds per second (see the module docstring).
 SLOT_MARGIN = 0.03
 WINDOW = 1.0 + SLOT_MARGIN
-#: A commit counts only if its caller is back from it within this many seconds (see rate_acquire).
+#: How late after its slot a send may still leave (see the module docstring); <= SLOT_MARGIN.
 LATE_TOLERANCE = 0.01
-MAX_COMMITS = 50  # attempts to commit in one rate_acquire, before giving up (the message is requeued)
+MAX_REGRANTS = 50  # fresh slots one send may take after missing its own, before giving up (requeued)
 
-# Redis' own clock is used so workers with drifting clocks still share one timeline. Microseconds.
-# Reserve: read the next free slot, reserve it, return how long to wait; when the slot is free now,
-# also try to commit at once (the common case below the limit: one round trip per send).
-_RESERVE_LUA = """
+# Redis' own clock is used so workers with drifting clocks still share one timeline. Microseconds;
+# '%.0f' because Lua's tostring keeps only 14 significant digits (100 us at today's epoch).
+_GRANT_LUA = """
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000000 + tonumber(now_t[2])
 local interval = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
 local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
 if next_free < now then next_free = now end
-local wait = next_free - now
-if wait > max_wait then return {-1, 0} end
-redis.call('SET', KEYS[1], tostring(next_free + interval), 'PX', 60000)
-if wait > 0 or ARGV[3] == '' then return {wait, 0} end
-local window = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[5]) then
-    redis.call('ZADD', KEYS[2], now, ARGV[3])
-    redis.call('PEXPIRE', KEYS[2], math.floor(window / 1000) + 1000)
-    return {0, 1}
+local waits = {}
+for i = 1, count do
+    local wait = next_free - now
+    if wait > max_wait then break end
+    waits[i] = wait
+    next_free = next_free + interval
 end
-return {0, 0}
+if #waits > 0 then redis.call('SET', KEYS[1], string.format('%.0f', next_free), 'PX', 60000) end
+return waits
 """
-# Commit: record a send now if the window has room; else return how long until it has.
-_COMMIT_LUA = """
-local now_t = redis.call('TIME')
-local now = tonumber(now_t[1]) * 1000000 + tonumber(now_t[2])
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-    redis.call('ZADD', KEYS[1], now, ARGV[3])
-    redis.call('PEXPIRE', KEYS[1], math.floor(window / 1000) + 1000)
-    return 0
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tonumber(oldest[2]) + window - now + 1
-"""
+
+
+@dataclass(frozen=True)
+class SendSlot:
+    """A granted send slot, in this process's time.monotonic(): send at `at` or later, and not after
+    `latest` (then the slot is lost, see slot_wait)."""
+
+    at: float
+    latest: float
 
 
 class _LocalBuckets:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next_free: dict[str, float] = {}
-        self._sent: dict[str, deque[tuple[float, str]]] = {}
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> float | None:
+    def grant(self, key: str, interval: float, max_wait: float, count: int) -> list[float]:
         with self._lock:
             now = time.monotonic()
             next_free = max(self._next_free.get(key, 0.0), now)
-            wait = next_free - now
-            if wait > max_wait:
-                return None
-            self._next_free[key] = next_free + interval
-            return wait
-
-    def commit(self, key: str, per_second: int, member: str) -> float:
-        with self._lock:
-            now = time.monotonic()
-            sent = self._sent.setdefault(key, deque())
-            while sent and sent[0][0] <= now - WINDOW:
-                sent.popleft()
-            if len(sent) < per_second:
-                sent.append((now, member))
-                return 0.0
-            return sent[0][0] + WINDOW - now + 1e-6
-
-    def uncommit(self, key: str, member: str) -> None:
-        with self._lock:
-            sent = self._sent.get(key, deque())
-            self._sent[key] = deque(entry for entry in sent if entry[1] != member)
+            waits = []
+            for _ in range(count):
+                wait = next_free - now
+                if wait > max_wait:
+                    break
+                waits.append(wait)
+                next_free += interval
+            self._next_free[key] = next_free
+            return waits
 
 
 _local = _LocalBuckets()
 
 
 @cache
-def _redis_scripts(url: str):
+def _redis_script(url: str):
     import redis
 
-    client = redis.Redis.from_url(url)
-    return client, client.register_script(_RESERVE_LUA), client.register_script(_COMMIT_LUA)
+    return redis.Redis.from_url(url).register_script(_GRANT_LUA)
 
 
 def slot_interval(per_second: int) -> float:
-    """Seconds between two reserved send slots of one sender."""
+    """Seconds between two send slots of one sender."""
     return WINDOW / max(1, per_second)
 
 
-def _keys(sender_id: int) -> tuple[str, str]:
-    base = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:send-slot:{sender_id}"
-    return base, f"{base}:sent"
+def _key(sender_id: int) -> str:
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:send-slot:{sender_id}"
 
 
-def _reserve(
-    sender_id: int, per_second: int, max_wait: float, *, member: str = ""
-) -> tuple[float | None, bool]:
-    """(seconds to the reserved slot or None, whether the send was also committed as `member`)."""
-    slot_key, sent_key = _keys(sender_id)
+def rate_grant(*, sender_id: int, per_second: int, count: int = 1, max_wait: float = 2.0) -> list[SendSlot]:
+    """Grant the next `count` free send slots of `sender_id` in one atomic step, or as many of them as
+    are at most `max_wait` seconds away (slots refused are not taken); in the order they are due."""
     interval = slot_interval(per_second)
+    if count < 1:
+        return []
+    asked = time.monotonic()
     if not settings.REDIS_URL:
-        wait = _local.reserve(slot_key, interval, max_wait)
-        committed = bool(member) and wait == 0 and _local.commit(sent_key, per_second, member) == 0
-        return wait, committed
-    _, reserve, _ = _redis_scripts(settings.REDIS_URL)
-    wait, committed = reserve(
-        keys=[slot_key, sent_key],
-        args=[
-            int(interval * 1_000_000),
-            int(max_wait * 1_000_000),
-            member,
-            int(WINDOW * 1_000_000),
-            max(1, per_second),
-        ],
-    )
-    return (None if int(wait) < 0 else int(wait) / 1_000_000), bool(committed)
+        waits = _local.grant(_key(sender_id), interval, max_wait, count)
+        answered = asked
+    else:
+        found = _redis_script(settings.REDIS_URL)(
+            keys=[_key(sender_id)], args=[int(interval * 1_000_000), int(max_wait * 1_000_000), count]
+        )
+        answered = time.monotonic()
+        waits = [int(wait) / 1_000_000 for wait in found]
+    return [SendSlot(at=answered + wait, latest=asked + wait + LATE_TOLERANCE) for wait in waits]
 
 
 def rate_reserve(*, sender_id: int, per_second: int, max_wait: float = 2.0) -> float | None:
-    """Reserve a send slot for `sender_id`. Returns seconds to sleep before sending, or None when the
+    """Reserve one send slot for `sender_id`. Returns seconds to sleep before sending, or None when the
     next free slot is more than `max_wait` away (a refusal reserves nothing)."""
-    return _reserve(sender_id, per_second, max_wait)[0]
+    slots = rate_grant(sender_id=sender_id, per_second=per_second, max_wait=max_wait)
+    return max(0.0, slots[0].at - time.monotonic()) if slots else None
 
 
-def rate_commit(*, sender_id: int, per_second: int, member: str | None = None) -> float:
-    """Record a send of `sender_id` now (as `member`) and return 0, or, when `per_second` sends already
-    fall within the last WINDOW seconds, record nothing and return the seconds until one leaves it."""
-    _, sent_key = _keys(sender_id)
-    member = member or uuid.uuid4().hex
-    if not settings.REDIS_URL:
-        return _local.commit(sent_key, per_second, member)
-    _, _, commit = _redis_scripts(settings.REDIS_URL)
-    waited = commit(keys=[sent_key], args=[int(WINDOW * 1_000_000), max(1, per_second), member])
-    return int(waited) / 1_000_000
-
-
-def _uncommit(sender_id: int, member: str) -> None:
-    _, sent_key = _keys(sender_id)
-    if not settings.REDIS_URL:
-        _local.uncommit(sent_key, member)
-    else:
-        _redis_scripts(settings.REDIS_URL)[0].zrem(sent_key, member)
+def slot_wait(slot: SendSlot | None, *, sender_id: int, per_second: int, max_wait: float = 2.0) -> bool:
+    """Wait for `slot` (None: take one first) and return True at the moment the caller may send; a
+    caller back too late for its slot takes a fresh one. False when no slot is to be had within
+    `max_wait` seconds from now, so the message should go back to the queue."""
+    deadline = time.monotonic() + max_wait
+    for _ in range(MAX_REGRANTS + 1):
+        if slot is None:
+            left = deadline - time.monotonic()
+            slots = rate_grant(sender_id=sender_id, per_second=per_second, max_wait=max(0.0, left))
+            if not slots:
+                return False
+            slot = slots[0]
+        wait = slot.at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        if time.monotonic() <= slot.latest:
+            return True
+        slot = None  # too late for it: as if it had not been granted (its place in time stays empty)
+    return False
 
 
 def rate_acquire(*, sender_id: int, per_second: int, max_wait: float = 2.0) -> bool:
-    """Wait until the caller may send, and return True at the moment it may (the send is counted);
-    False when that is more than `max_wait` away, so the message should go back to the queue.
-
-    A commit holds only if the caller is back from it within LATE_TOLERANCE: a thread that got the
-    CPU (or the GIL) back later than that takes its commit back and commits again, so a request
-    never leaves long after the moment it was counted at."""
-    started = time.monotonic()
-    member = uuid.uuid4().hex
-    asked = time.monotonic()
-    wait, committed = _reserve(sender_id, per_second, max_wait, member=member)
-    if wait is None:
-        return False
-    if committed:
-        if time.monotonic() - asked <= LATE_TOLERANCE:
-            return True
-        _uncommit(sender_id, member)
-    else:
-        time.sleep(wait)
-    for _ in range(MAX_COMMITS):
-        member = uuid.uuid4().hex
-        asked = time.monotonic()
-        wait = rate_commit(sender_id=sender_id, per_second=per_second, member=member)
-        if wait == 0:
-            if time.monotonic() - asked <= LATE_TOLERANCE:
-                return True
-            _uncommit(sender_id, member)  # back too late: as if it had not been counted
-            continue
-        if time.monotonic() + wait - started > max_wait:
-            return False
-        time.sleep(wait)
-    return False
+    """Wait until the caller may send one message, and return True at the moment it may; False when
+    that is more than `max_wait` away, so the message should go back to the queue."""
+    return slot_wait(None, sender_id=sender_id, per_second=per_second, max_wait=max_wait)

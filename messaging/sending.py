@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from compliance.gate import MessageFacts, Verdict, gate_check_many
 from config.logging import redact
-from messaging.limiter import rate_acquire
+from messaging.limiter import SendSlot, rate_grant, slot_wait
 from messaging.models import (
     Message,
     MessageStatus,
@@ -326,9 +326,10 @@ def sender_circuit_reset(sender_id: int) -> None:
 # --- One batch of messages through the pipeline ---------------------------------------------------
 #
 # A batch is what one task hands over: one claim (UPDATE ... RETURNING), one read, one gate query
-# pair, one circuit check per sender; then every cleared message takes its own rate-limit slot and
-# makes its request on the process's send pool (SEND_THREADS at once, each thread keeping one pooled
-# keep-alive connection of the backend's session); then one write of the answers. A single message
+# pair, one circuit check per sender; one rate-limit grant per sender for as many messages as the
+# process's send pool can start at once (the others take their slot when a thread is free); every
+# message waits for its slot and makes its request on the send pool (SEND_THREADS at once, each
+# thread keeping one pooled keep-alive connection of the backend's); then one write of the answers. A single message
 # (send_message) takes the same path, its request made inline.
 
 
@@ -565,17 +566,98 @@ def _send_all(cleared: list[tuple[Message, _Ready]]) -> list[_Attempt]:
     turns = {m.sender_id: _SenderTurn(ready.ticket) for m, ready in cleared}
     attempts = [_Attempt(message, ready) for message, ready in cleared]
     if len(attempts) == 1:
-        _attempt(attempts[0], turns[attempts[0].message.sender_id])
-    else:
-        futures = [_pool().submit(_attempt, a, turns[a.message.sender_id]) for a in attempts]
-        for future in futures:
-            future.result()  # _attempt keeps its exceptions in the attempt
+        slots = _grant_slots(attempts, free_threads=1)
+        if attempts[0].not_sent is None:
+            _attempt(attempts[0], turns[attempts[0].message.sender_id], slots.get(id(attempts[0])))
+        return attempts
+    global _in_flight
+    with _send_pool_lock:
+        free_threads = send_threads() - _in_flight
+        _in_flight += len(attempts)
+    try:
+        slots = _grant_slots(attempts, free_threads=free_threads)
+    except BaseException:
+        _attempts_done(len(attempts))
+        raise
+    futures = []
+    for a in attempts:
+        if a.not_sent is None:
+            futures.append(_pool().submit(_attempt_on_pool, a, turns[a.message.sender_id], slots.get(id(a))))
+        else:
+            _attempts_done(1)
+    for future in futures:
+        future.result()  # _attempt keeps its exceptions in the attempt
     return attempts
 
 
-def _attempt(attempt: _Attempt, turn: _SenderTurn) -> None:
-    """One message: the circuit again if the batch saw it fail, the rate-limit slot, the request.
-    Runs on the send pool: touches Redis and the network, never the database."""
+#: Attempts handed to this process's send pool and not finished yet (see _grant_slots).
+_in_flight = 0
+
+
+def _attempts_done(count: int) -> None:
+    global _in_flight
+    with _send_pool_lock:
+        _in_flight -= count
+
+
+def _attempt_on_pool(attempt: _Attempt, turn: _SenderTurn, slot: SendSlot | None) -> None:
+    try:
+        _attempt(attempt, turn, slot)
+    finally:
+        _attempts_done(1)
+
+
+def _grant_slots(attempts: list[_Attempt], *, free_threads: int) -> dict[int, SendSlot]:
+    """Rate-limit slots granted ahead, one grant per sender (one Redis round trip), keyed by
+    id(attempt): only for as many attempts as the send pool has threads free to start at once, as
+    a slot must be used within LATE_TOLERANCE of its time; the others take theirs when they start.
+    Attempts refused a slot within RATE_LIMIT_MAX_WAIT, or whose sender's limiter failed, are not
+    sent (`not_sent`)."""
+    by_sender: dict[int, list[_Attempt]] = {}
+    for a in attempts:
+        by_sender.setdefault(a.message.sender_id, []).append(a)
+    slots: dict[int, SendSlot] = {}
+    for sender_id, mine in by_sender.items():
+        ahead = mine[: max(0, free_threads)]
+        free_threads -= len(ahead)
+        if not ahead:
+            continue
+        try:
+            granted = rate_grant(
+                sender_id=sender_id,
+                per_second=mine[0].message.sender.messages_per_second,
+                count=len(ahead),
+                max_wait=RATE_LIMIT_MAX_WAIT,
+            )
+        except Exception as exc:
+            logger.exception("Sender %s: rate limiter failed; its messages go back to the queue", sender_id)
+            retry_at = timezone.now() + timedelta(seconds=PAUSED_SENDER_RECHECK_SECONDS)
+            for a in mine:
+                _circuit_release_probe(sender_id, a.ready.ticket)
+                a.not_sent = SendOutcome(MessageStatus.QUEUED, retry_at)
+                a.not_sent_detail = f"worker error before sending: {exc}"[:500]
+                a.crash = exc
+            continue
+        for a, slot in zip(ahead, granted, strict=False):
+            slots[id(a)] = slot
+        if len(granted) < len(ahead):  # the next free slot is too far away: so it is for the rest
+            for a in mine[len(granted) :]:
+                _rate_limited(a)
+    return slots
+
+
+def _rate_limited(attempt: _Attempt) -> None:
+    _circuit_release_probe(attempt.message.sender_id, attempt.ready.ticket)
+    # Spread over a few seconds: messages refused together must not all come back together.
+    spread = RATE_LIMIT_MAX_WAIT * random.uniform(1, 3)  # noqa: S311 - jitter, not security
+    attempt.not_sent = SendOutcome(MessageStatus.QUEUED, timezone.now() + timedelta(seconds=spread))
+    attempt.not_sent_detail = "rate limit: waiting for a send slot"
+
+
+def _attempt(attempt: _Attempt, turn: _SenderTurn, slot: SendSlot | None) -> None:
+    """One message: the circuit again if the batch saw it fail, its rate-limit slot (a fresh one if
+    it comes too late for the one granted), the request. Runs on the send pool: touches Redis and
+    the network, never the database."""
     message, ready = attempt.message, attempt.ready
     try:
         if turn.failed and not ready.ticket.probe:
@@ -589,7 +671,8 @@ def _attempt(attempt: _Attempt, turn: _SenderTurn) -> None:
                     ready.backend, ready.outgoing, ready.payload, ready.sender_ref, ticket
                 )
         try:
-            acquired = rate_acquire(
+            acquired = slot_wait(
+                slot,
                 sender_id=message.sender_id,
                 per_second=message.sender.messages_per_second,
                 max_wait=RATE_LIMIT_MAX_WAIT,
@@ -605,11 +688,7 @@ def _attempt(attempt: _Attempt, turn: _SenderTurn) -> None:
         attempt.crash = exc
         return
     if not acquired:
-        _circuit_release_probe(message.sender_id, ready.ticket)
-        # Spread over a few seconds: messages refused together must not all come back together.
-        spread = RATE_LIMIT_MAX_WAIT * random.uniform(1, 3)  # noqa: S311 - jitter, not security
-        attempt.not_sent = SendOutcome(MessageStatus.QUEUED, timezone.now() + timedelta(seconds=spread))
-        attempt.not_sent_detail = "rate limit: waiting for a send slot"
+        _rate_limited(attempt)
         return
     # From here on the request may have left: no error puts the message back in the queue blindly.
     started = time.perf_counter()

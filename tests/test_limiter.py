@@ -4,9 +4,13 @@ separate processes, each with its own Redis connection (the Redis bucket, shared
 and even when callers wake up late for their slots (a busy machine); a slot further away than
 `max_wait` is refused without being reserved; senders never share a bucket.
 
-Times are taken when `rate_acquire` lets each caller send, so the assertions hold for what would
+Batch grants (`rate_grant` with a count, one round trip for a whole batch, each slot waited for with
+`slot_wait`) keep the same promise, and a caller late for its slot never sends on it.
+
+Times are taken when `rate_acquire` or `slot_wait` lets each caller send, so the assertions hold for what would
 reach Meta, thread-scheduling jitter included."""
 
+import itertools
 import json
 import os
 import random
@@ -25,7 +29,7 @@ from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from messaging import limiter
-from messaging.limiter import WINDOW, rate_acquire, rate_commit, rate_reserve, slot_interval
+from messaging.limiter import LATE_TOLERANCE, rate_acquire, rate_grant, rate_reserve, slot_interval, slot_wait
 from messaging.models import Message, MessageStatus
 from messaging.sending import message_send
 from messaging.whatsapp.memory import MemoryBackend
@@ -105,9 +109,11 @@ def test_threads_never_exceed_the_rate_in_any_second(bucket, machine, request):
 
     assert len(sent) == threads * per_thread
     assert most_in_one_second(sent) <= rate
-    # ... and the limiter is not stingy: the sends are paced at the rate, not much slower.
+    # ... and the limiter is not stingy: the sends are paced at the rate, not much slower. On the busy
+    # machine a send woken up too late gives its slot up (a third of them here): up to half as slow.
     expected = (len(sent) - 1) * slot_interval(rate)
-    assert expected - 0.05 <= max(sent) - started <= expected + 0.5
+    slack = 0.5 if machine == "idle" else expected + 0.5
+    assert expected - 0.05 <= max(sent) - started <= expected + slack
 
 
 def test_a_slot_beyond_max_wait_is_refused_and_not_reserved(bucket):
@@ -137,21 +143,61 @@ def test_each_sender_has_its_own_bucket(bucket):
     assert rate_reserve(sender_id=other, per_second=rate, max_wait=0.5) is None
 
 
-def test_a_full_window_holds_back_even_a_free_slot(bucket):
-    """Sends that left late for their slots must not let the next ones crowd the same second: the
-    commit counts what really left within the last WINDOW seconds."""
+def test_a_caller_late_for_its_slot_never_sends_on_it(bucket):
+    """Sends that left late for their slots must not crowd the next ones into the same second: a
+    caller back after its slot's tolerance gives it up and waits for a fresh one behind the others."""
     sender_id, rate = new_sender_id(), 5
-    for _ in range(rate):  # five late senders, all leaving at once
-        assert rate_commit(sender_id=sender_id, per_second=rate) == 0
-    held = rate_commit(sender_id=sender_id, per_second=rate)
-    assert held == pytest.approx(WINDOW, abs=0.1)
-    assert rate_commit(sender_id=sender_id, per_second=rate) > 0  # a refusal records nothing
+    first, second = rate_grant(sender_id=sender_id, per_second=rate, count=2, max_wait=5.0)
+    assert second.at - first.at == pytest.approx(slot_interval(rate), abs=0.05)
+    time.sleep(max(0.0, first.latest - time.monotonic()) + 0.05)  # the caller of `first` was held up
 
-    # The next caller's slot is free at once, yet it may only send once the window has room.
-    assert not rate_acquire(sender_id=sender_id, per_second=rate, max_wait=0.5)
-    started = time.monotonic()
-    assert rate_acquire(sender_id=sender_id, per_second=rate, max_wait=2.0)
-    assert time.monotonic() - started == pytest.approx(held, abs=0.15)
+    assert slot_wait(first, sender_id=sender_id, per_second=rate, max_wait=5.0)
+    allowed_at = time.monotonic()
+    assert allowed_at >= second.at + slot_interval(rate) - 0.01  # the next free slot, after `second`
+
+
+@pytest.mark.parametrize("machine", ["idle", "busy"])
+def test_batch_grants_never_exceed_the_rate_in_any_second(bucket, machine, request):
+    """Workers granted their batch's slots in one call each, every slot waited for on a thread of
+    its own (as the send pool does), even when a third of those threads wake up late."""
+    if machine == "busy":
+        request.getfixturevalue("busy_machine")
+    batches, batch_size, rate = 6, 12, 40  # 72 sends: 1.8 s at the limit
+    sender_id, sent, lock = new_sender_id(), [], threading.Lock()
+
+    def send_on(slot):
+        assert slot_wait(slot, sender_id=sender_id, per_second=rate, max_wait=10.0)
+        with lock:
+            sent.append(time.time())
+
+    def batch():
+        slots = rate_grant(sender_id=sender_id, per_second=rate, count=batch_size, max_wait=10.0)
+        assert len(slots) == batch_size
+        assert all(earlier.at < later.at for earlier, later in itertools.pairwise(slots))
+        threads = [threading.Thread(target=send_on, args=(slot,)) for slot in slots]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    workers = [threading.Thread(target=batch) for _ in range(batches)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert len(sent) == batches * batch_size
+    assert most_in_one_second(sent) <= rate
+
+
+def test_a_batch_grant_takes_only_the_slots_within_max_wait(bucket):
+    sender_id, rate = new_sender_id(), 10  # a slot every ~0.1 s
+    granted = rate_grant(sender_id=sender_id, per_second=rate, count=10, max_wait=0.35)
+    assert len(granted) == 4  # waits of 0, 0.1, 0.2 and 0.3 s; 0.4 s is too far
+    assert all(slot.latest - slot.at <= LATE_TOLERANCE + 1e-6 for slot in granted)
+    # The refused slots were not taken: the next caller gets the one right after the last granted.
+    after = rate_grant(sender_id=sender_id, per_second=rate, count=1, max_wait=10.0)
+    assert after[0].at - granted[-1].at == pytest.approx(slot_interval(rate), abs=0.05)
 
 
 @pytest.mark.django_db

@@ -299,3 +299,33 @@ def test_a_sent_message_applies_the_statuses_that_arrived_before_it(contact, com
     assert applied == []  # nothing waited for this wamid
     message_send(raced.pk)
     assert applied == ["wamid.EARLY"]  # the status Meta sent before our send recorded its wamid
+
+
+def test_a_batch_beyond_its_senders_limit_sends_at_the_rate_and_queues_the_rest(monkeypatch):
+    """A batch's slots are granted together; those further away than RATE_LIMIT_MAX_WAIT are not
+    taken, and their messages go back to the queue unsent, their attempt not spent."""
+    monkeypatch.setattr("messaging.sending.RATE_LIMIT_MAX_WAIT", 1.0)
+    sender = sender_get_default()
+    sender.messages_per_second = 2  # slots ~0.5 s apart: two within the second's wait
+    sender.save()
+    contact = ContactFactory(last_inbound_at=timezone.now() - timedelta(hours=1))
+    messages = [
+        Message.objects.create(
+            contact=contact,
+            sender=sender,
+            kind="text",
+            content={"body": f"m{n}"},
+            status=MessageStatus.QUEUED,
+        )
+        for n in range(6)
+    ]
+
+    outcomes = messages_send([m.pk for m in messages])
+
+    assert sorted(o.status for o in outcomes.values()) == ["queued"] * 4 + ["sent"] * 2
+    assert sorted(m["payload"]["text"]["body"] for m in MemoryBackend.outbox) == ["m0", "m1"]
+    for message in messages[2:]:
+        message.refresh_from_db()
+        assert (message.status, message.attempts) == (MessageStatus.QUEUED, 0)
+        assert message.next_attempt_at > timezone.now()
+        assert message.status_events.last().detail == "rate limit: waiting for a send slot"
