@@ -5,8 +5,14 @@ columns to a file, in the same run. PostgreSQL only.
 The events live in a throwaway database created beside the configured one and dropped afterwards, so
 the benchmark never writes into a real ledger (whose rows could not be deleted again). They are seeded
 server-side with one `INSERT ... SELECT generate_series(...)` of plausible columns (purposes, actions,
-sources, Fernet-sized ciphertext, microsecond timestamps). Their hashes do not chain: this measures
-throughput, and `ledger_verify` would reject the seeded ledger.
+sources, Fernet-sized ciphertext, microsecond timestamps), each with its stored export line built in SQL
+from those same columns (plain ASCII values, so no JSON escaping is needed); seeding then checks a sample
+of rows against the Python encoder (ledger.export_lines), so the export writes what ledger_append would
+have stored. Their hashes do not chain: this measures throughput, and `ledger_verify` would reject the
+seeded ledger.
+
+The export streams the stored lines (one column), the baseline is still COPY of the 14 columns they are
+made of: the comparison is with PostgreSQL handing out the same rows' content by itself.
 
 Each side runs in a child process of its own, so each peak RSS (ru_maxrss) is that side's alone.
 Both include the process's footprint before the first row (`rss_before_mb`: Python, Django and the
@@ -45,26 +51,44 @@ SELECT md5('bench-subject-' || s)::uuid, s, NULL, now(), NULL FROM generate_seri
 SEED_EVENTS = """
 INSERT INTO compliance_consentevent (
     sequence, subject_id, purpose, action, source, awaiting_confirmation, text_version, text_sha256,
-    evidence_ciphertext, staff_user_id, occurred_at, recorded_at, prev_hash, hash
+    evidence_ciphertext, staff_user_id, occurred_at, recorded_at, prev_hash, hash, export_line
 )
 SELECT
-    g,
-    md5('bench-subject-' || (1 + g %% %(subjects)s))::uuid,
-    (ARRAY['marketing', 'utility', 'authentication'])[1 + g %% 3],
-    CASE WHEN g %% 7 = 0 THEN 'opt_out' WHEN g %% 11 = 0 THEN 'confirm' ELSE 'opt_in' END,
-    (ARRAY['web_form', 'api', 'whatsapp_keyword', 'meta_user_preferences', 'staff', 'import'])[1 + g %% 6],
-    g %% 13 = 0,
-    CASE WHEN g %% 7 = 0 OR g %% 11 = 0 THEN '' ELSE 'v' || (1 + g %% 4) END,
-    CASE WHEN g %% 7 = 0 OR g %% 11 = 0 THEN '' ELSE encode(sha256(('text v' || (1 + g %% 4))::bytea), 'hex') END,
-    'gAAAAAB' || translate(
-        replace(encode(decode(repeat(md5(g::text), 13), 'hex'), 'base64'), E'\\n', ''), '+/', '-_'
-    ),
-    CASE WHEN g %% 6 = 4 THEN 1 + g %% 5 END,
-    TIMESTAMPTZ '2025-01-01 00:00:00+00' + g * INTERVAL '17 seconds' + (g %% 999983) * INTERVAL '1 microsecond',
-    TIMESTAMPTZ '2025-01-01 00:00:00.25+00' + g * INTERVAL '17 seconds' + (g %% 999983) * INTERVAL '1 microsecond',
-    CASE WHEN g = 1 THEN repeat('0', 64) ELSE encode(sha256(('bench-' || (g - 1))::bytea), 'hex') END,
-    encode(sha256(('bench-' || g)::bytea), 'hex')
-FROM generate_series(1, %(events)s) AS g
+    e.*,
+    '{"sequence":' || e.sequence || ',"subject":"' || e.subject_id || '","purpose":"' || e.purpose
+    || '","action":"' || e.action || '","source":"' || e.source || '","awaiting_confirmation":'
+    || CASE WHEN e.awaiting_confirmation THEN 'true' ELSE 'false' END
+    || ',"text_version":"' || e.text_version || '","text_sha256":"' || e.text_sha256
+    || '","evidence_ciphertext":"' || e.evidence_ciphertext
+    || '","staff_user_id":' || COALESCE(e.staff_user_id::text, 'null')
+    || ',"occurred_at":"' || to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+    || '","recorded_at":"' || to_char(e.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+    || '","prev_hash":"' || e.prev_hash || '","hash":"' || e.hash || '"}'
+FROM (
+    SELECT
+        g AS sequence,
+        md5('bench-subject-' || (1 + g %% %(subjects)s))::uuid AS subject_id,
+        (ARRAY['marketing', 'utility', 'authentication'])[1 + g %% 3] AS purpose,
+        CASE WHEN g %% 7 = 0 THEN 'opt_out' WHEN g %% 11 = 0 THEN 'confirm' ELSE 'opt_in' END AS action,
+        (ARRAY['web_form', 'api', 'whatsapp_keyword', 'meta_user_preferences', 'staff', 'import'])[1 + g %% 6]
+            AS source,
+        g %% 13 = 0 AS awaiting_confirmation,
+        CASE WHEN g %% 7 = 0 OR g %% 11 = 0 THEN '' ELSE 'v' || (1 + g %% 4) END AS text_version,
+        CASE WHEN g %% 7 = 0 OR g %% 11 = 0 THEN ''
+            ELSE encode(sha256(('text v' || (1 + g %% 4))::bytea), 'hex') END AS text_sha256,
+        'gAAAAAB' || translate(
+            replace(encode(decode(repeat(md5(g::text), 13), 'hex'), 'base64'), E'\\n', ''), '+/', '-_'
+        ) AS evidence_ciphertext,
+        CASE WHEN g %% 6 = 4 THEN 1 + g %% 5 END AS staff_user_id,
+        TIMESTAMPTZ '2025-01-01 00:00:00+00' + g * INTERVAL '17 seconds'
+            + (g %% 999983) * INTERVAL '1 microsecond' AS occurred_at,
+        TIMESTAMPTZ '2025-01-01 00:00:00.25+00' + g * INTERVAL '17 seconds'
+            + (g %% 999983) * INTERVAL '1 microsecond' AS recorded_at,
+        CASE WHEN g = 1 THEN repeat('0', 64) ELSE encode(sha256(('bench-' || (g - 1))::bytea), 'hex') END
+            AS prev_hash,
+        encode(sha256(('bench-' || g)::bytea), 'hex') AS hash
+    FROM generate_series(1, %(events)s) AS g
+) AS e
 """
 SEED_HEAD = """
 INSERT INTO compliance_ledgerhead (id, sequence, hash)
@@ -102,7 +126,28 @@ def _seed(connection, events: int) -> float:
         cursor.execute(SEED_EVENTS, {"subjects": subjects, "events": events})
         cursor.execute(SEED_HEAD, {"events": events})
         cursor.execute("ANALYZE compliance_consentevent")
+    _check_seeded_lines(events)
     return time.perf_counter() - started
+
+
+def _check_seeded_lines(events: int) -> None:
+    """The lines built in SQL must be what the Python encoder writes for the same columns: every case
+    of the seeding's CASEs occurs in the first 200 events, the rest are spread over the whole ledger."""
+    from compliance.ledger import event_export_line
+    from compliance.models import ConsentEvent
+
+    sample = {*range(1, min(events, 200) + 1), *range(1, events + 1, max(1, events // 500)), events}
+    checked = 0
+    for event in ConsentEvent.objects.filter(sequence__in=sample).iterator(chunk_size=1000):
+        expected = event_export_line(event)
+        if event.export_line != expected:
+            raise RuntimeError(
+                f"seeded export line of event #{event.sequence} differs from the encoder's:\n"
+                f"  stored  {event.export_line}\n  encoder {expected}"
+            )
+        checked += 1
+    if checked != len(sample):
+        raise RuntimeError(f"checked {checked} seeded lines, expected {len(sample)}")
 
 
 def _child(side: str, database_url: str, output: Path) -> dict[str, Any]:
@@ -125,6 +170,7 @@ def run(*, events: int | None = None) -> dict[str, Any]:
     from django.db import connection
 
     events = events or int(os.environ.get("BENCH_EXPORT_EVENTS", "1000000"))
+    load_before = os.getloadavg()
     if connection.vendor != "postgresql":
         return _skipped("needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test")
 
@@ -152,6 +198,7 @@ def run(*, events: int | None = None) -> dict[str, Any]:
         connection.close()
         connection.creation.destroy_test_db(original_name, verbosity=0)
 
+    load_after = os.getloadavg()
     copy, ours = best["copy"], best["export"]
     copy_rate, our_rate = events / copy["seconds"], events / ours["seconds"]
     met = our_rate >= TARGET_ROWS_PER_SECOND and ours["peak_rss_mb"] <= TARGET_PEAK_RSS_MB
@@ -180,6 +227,11 @@ def run(*, events: int | None = None) -> dict[str, Any]:
             "bytes": ours["bytes"],
         },
         "ratio": round(our_rate / copy_rate, 3),
+        # 1, 5 and 15 minute load averages on this 2-core machine shared with other work.
+        "load_average": {
+            "before": [round(value, 2) for value in load_before],
+            "after": [round(value, 2) for value in load_after],
+        },
         "targets": {
             "rows_per_second": TARGET_ROWS_PER_SECOND,
             "peak_rss_mb": TARGET_PEAK_RSS_MB,

@@ -10,8 +10,15 @@ Formats
 Every export is bounded by the ledger head read when it starts (`sequence <= head`): the ledger is
 append-only, so that set of rows, and therefore the row count, can never change afterwards, and the
 manifest's head describes exactly the chain the file ends on. Rows are streamed (COPY on PostgreSQL,
-a chunked cursor elsewhere) and encoded by hand, so memory stays flat whatever the ledger's size:
-bench/consent_export.py measures the speed beside PostgreSQL's own COPY.
+a chunked cursor elsewhere), so memory stays flat whatever the ledger's size: bench/consent_export.py
+measures the speed beside PostgreSQL's own COPY.
+
+A jsonl line is not formatted at export time: each event stores its line (`ConsentEvent.export_line`,
+written by ledger_append with the one encoder, `ledger.export_lines`), and the export streams those
+bytes. `ledger_verify` checks every stored line against the event's columns, so a line that says
+something else is reported as tampering. An event without a stored line stops the export with
+ExportLineMissing (never a guessed line); after the migration that added the column none can exist.
+csv rows are formatted here from the columns.
 
 A filtered jsonl file is not a contiguous chain. Its verifier checks each event's own hash, and the
 link between any two events that are adjacent in the ledger; the links across gaps are reported as not
@@ -28,18 +35,17 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.db import connection, models, transaction
 from django.db.models import Value
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast, Coalesce, Concat, NullIf
 from django.utils import timezone
 from psycopg import sql as psycopg_sql
 
 from compliance.audit import audit_record
-from compliance.ledger import GENESIS_HASH, HASHED_FIELDS, content_hash
+from compliance.ledger import EXPORT_FIELDS, GENESIS_HASH, content_hash
 from compliance.models import (
     AuditAction,
     ConsentAction,
@@ -53,8 +59,7 @@ from compliance.models import (
 
 logger = logging.getLogger(__name__)
 
-#: Columns of a jsonl line (and the first columns of a csv row).
-EXPORT_FIELDS = (*HASHED_FIELDS, "hash")
+#: A jsonl line holds EXPORT_FIELDS (imported above); a csv row those plus labels.
 CSV_FIELDS = (*EXPORT_FIELDS, "purpose_label", "action_label", "source_label")
 #: The model's column names, in HASHED_FIELDS order ("subject" is the subject's id).
 _DB_COLUMNS = tuple("subject_id" if name == "subject" else name for name in EXPORT_FIELDS)
@@ -66,6 +71,18 @@ CSV_BOM = "\ufeff"
 
 class ExportError(ValueError):
     """An export was asked for with impossible options."""
+
+
+class ExportLineMissing(RuntimeError):
+    """An event has no stored export line (written behind ledger_append's back): the export stops
+    rather than hand out a line nobody built from the event."""
+
+    def __init__(self, sequence: int) -> None:
+        super().__init__(
+            f"event #{sequence} has no stored export line, so the jsonl export stopped there; "
+            "`verify_consent_ledger` checks the whole ledger"
+        )
+        self.sequence = sequence
 
 
 # --- What to export -------------------------------------------------------------------------------
@@ -197,37 +214,74 @@ def _rows_as_text(rows: Iterable[tuple]) -> Iterator[tuple]:
         )  # fmt: skip
 
 
-# --- Encoding -------------------------------------------------------------------------------------
+# --- Stored jsonl lines ------------------------------------------------------------------------
 
 
-def jsonl_lines(rows: Iterable[tuple]) -> Iterator[str]:
-    """One line per row, each parsing to exactly `{**ledger.event_content(event), "hash": event.hash}`.
+def jsonl_chunks(
+    filters: ExportFilters, *, head_sequence: int, fetch_rows: int = FETCH_ROWS, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[tuple[bytes, int]]:
+    """(bytes, rows in them) pieces of a jsonl file: the events' stored lines, oldest first, each
+    ended by a newline, `chunk_rows` rows a piece."""
+    events = filters.apply(ConsentEvent.objects.filter(sequence__lte=head_sequence)).order_by("sequence")
+    if connection.vendor == "postgresql":
+        return _copy_stored_lines(events, chunk_rows=chunk_rows)
+    return _fetch_stored_lines(events, fetch_rows=fetch_rows, chunk_rows=chunk_rows)
 
-    Built by hand, as this is the hot path of a million-row export: the run of low-cardinality columns
-    (purpose to text_sha256) is formatted once per distinct combination and reused, and every string
-    not known to be safe goes through the json module's own C escaping."""
-    q = encode_basestring_ascii
-    middles: dict[tuple, str] = {}
-    for (
-        sequence, subject, purpose, action, source, awaiting, text_version, text_sha256, ciphertext,
-        staff_user_id, occurred_at, recorded_at, prev_hash, hash_,
-    ) in rows:  # fmt: skip
-        key = (purpose, action, source, awaiting, text_version, text_sha256)
-        middle = middles.get(key)
-        if middle is None:
-            if len(middles) > 10_000:  # a ledger of countless text versions: stay bounded
-                middles.clear()
-            middle = middles[key] = (
-                f'"purpose":{q(purpose)},"action":{q(action)},"source":{q(source)},'
-                f'"awaiting_confirmation":{"true" if awaiting else "false"},'
-                f'"text_version":{q(text_version)},"text_sha256":{q(text_sha256)},'
-            )
-        yield (
-            f'{{"sequence":{sequence},"subject":"{subject}",{middle}"evidence_ciphertext":{q(ciphertext)},'
-            f'"staff_user_id":{"null" if staff_user_id is None else staff_user_id},'
-            f'"occurred_at":"{occurred_at}","recorded_at":"{recorded_at}",'
-            f'"prev_hash":{q(prev_hash)},"hash":{q(hash_)}}}\n'
-        )
+
+#: A row of the COPY below starting with this is "!<sequence>": that event has no stored line. A real
+#: line starts with "{".
+_NO_LINE = ord("!")
+
+
+def _copy_stored_lines(events: models.QuerySet, *, chunk_rows: int) -> Iterator[tuple[bytes, int]]:
+    """`COPY (SELECT export_line ...) TO STDOUT`, the bytes passed through almost untouched.
+
+    A stored line is ASCII JSON: control characters, tabs and newlines inside values are json escapes,
+    so the only character COPY's text format escapes in it is the backslash (written as two). Undoing
+    that on a whole piece at once is exact, since a doubled backslash never spans two rows (each ends
+    with a newline). One statement, so one snapshot; the socket applies back-pressure, so memory stays
+    flat. Closing the generator early cancels the COPY and rolls back its (nested) transaction, so the
+    connection is usable again for recording the interrupted export."""
+    stored_or_marker = Coalesce(
+        NullIf("export_line", Value("")),
+        Concat(Value(chr(_NO_LINE)), Cast("sequence", models.TextField())),
+        output_field=models.TextField(),
+    )
+    query, params = events.values_list(stored_or_marker).query.sql_with_params()
+    statement = psycopg_sql.SQL("COPY ({}) TO STDOUT").format(psycopg_sql.SQL(query))
+    with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(statement, params) as copy:
+        rows: list = []
+        for data in copy:
+            if data[0] == _NO_LINE:
+                raise ExportLineMissing(int(bytes(data[1:-1])))
+            rows.append(data)
+            if len(rows) == chunk_rows:
+                yield _copy_unescape_backslashes(b"".join(rows)), chunk_rows
+                rows = []
+        if rows:
+            yield _copy_unescape_backslashes(b"".join(rows)), len(rows)
+
+
+def _copy_unescape_backslashes(data: bytes) -> bytes:
+    return data.replace(b"\\\\", b"\\") if b"\\" in data else data
+
+
+def _fetch_stored_lines(
+    events: models.QuerySet, *, fetch_rows: int, chunk_rows: int
+) -> Iterator[tuple[bytes, int]]:
+    lines: list[str] = []
+    for sequence, line in events.values_list("sequence", "export_line").iterator(chunk_size=fetch_rows):
+        if not line:
+            raise ExportLineMissing(sequence)
+        lines.append(line)
+        if len(lines) == chunk_rows:
+            yield ("\n".join(lines) + "\n").encode(), chunk_rows
+            lines = []
+    if lines:
+        yield ("\n".join(lines) + "\n").encode(), len(lines)
+
+
+# --- csv ------------------------------------------------------------------------------------------
 
 
 _LABELS = {
@@ -237,12 +291,12 @@ _LABELS = {
 }
 
 
-def csv_chunks(rows: Iterable[tuple], *, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, int]]:
-    """(text, rows in it) pieces of a CSV file: BOM and header first, then `chunk_rows` rows a piece."""
+def csv_chunks(rows: Iterable[tuple], *, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[bytes, int]]:
+    """(bytes, rows in them) pieces of a CSV file: BOM and header first, then `chunk_rows` rows a piece."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_FIELDS)
-    yield CSV_BOM + buffer.getvalue(), 0
+    yield (CSV_BOM + buffer.getvalue()).encode(), 0
     purposes, actions, sources = _LABELS["purpose"], _LABELS["action"], _LABELS["source"]
     pending = 0
     buffer.seek(0)
@@ -262,26 +316,12 @@ def csv_chunks(rows: Iterable[tuple], *, chunk_rows: int = CHUNK_ROWS) -> Iterat
         )  # fmt: skip
         pending += 1
         if pending == chunk_rows:
-            yield buffer.getvalue(), pending
+            yield buffer.getvalue().encode(), pending
             buffer.seek(0)
             buffer.truncate()
             pending = 0
     if pending:
-        yield buffer.getvalue(), pending
-
-
-def jsonl_chunks(rows: Iterable[tuple], *, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, int]]:
-    lines: list[str] = []
-    for line in jsonl_lines(rows):
-        lines.append(line)
-        if len(lines) == chunk_rows:
-            yield "".join(lines), chunk_rows
-            lines = []
-    if lines:
-        yield "".join(lines), len(lines)
-
-
-_ENCODERS = {ExportFormat.JSONL: jsonl_chunks, ExportFormat.CSV: csv_chunks}
+        yield buffer.getvalue().encode(), pending
 
 
 # --- One export run -------------------------------------------------------------------------------
@@ -320,12 +360,17 @@ class LedgerExport:
         if self._consumed:
             raise RuntimeError("An export streams once; start another LedgerExport.")
         self._consumed = True
-        rows = export_rows(self.filters, head_sequence=self.head_sequence, fetch_rows=fetch_rows)
-        encoded = _ENCODERS[self.format](rows, chunk_rows=chunk_rows)
+        rows = None
+        if self.format == ExportFormat.JSONL:
+            encoded = jsonl_chunks(
+                self.filters, head_sequence=self.head_sequence, fetch_rows=fetch_rows, chunk_rows=chunk_rows
+            )
+        else:
+            rows = export_rows(self.filters, head_sequence=self.head_sequence, fetch_rows=fetch_rows)
+            encoded = csv_chunks(rows, chunk_rows=chunk_rows)
         complete = False
         try:
-            for text, count in encoded:
-                data = text.encode()
+            for data, count in encoded:
                 self._digest.update(data)
                 self.row_count += count
                 yield data
@@ -334,7 +379,7 @@ class LedgerExport:
             # Release the database cursor (or COPY) now, not at garbage collection: the connection is
             # needed right away to record the export.
             encoded.close()
-            if hasattr(rows, "close"):
+            if rows is not None and hasattr(rows, "close"):
                 rows.close()
             self._finish(complete=complete)
 
@@ -421,8 +466,14 @@ def export_to_path(
     """Write the export to `path` and its manifest to `<path>.manifest.json`; return the manifest."""
     path = Path(path)
     export = export_begin(format=format, filters=filters, user=user)
-    with path.open("wb") as stream:
-        record = export.write_to(stream)
+    # Written beside and renamed when complete: a failed export leaves no file that looks like one.
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("wb") as stream:
+            record = export.write_to(stream)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     manifest = export_manifest(record, file_name=path.name)
     manifest_path_for(path).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -124,6 +124,10 @@ class ConsentEvent(models.Model):
     recorded_at = models.DateTimeField()
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # The event's line in a jsonl export (no newline), written once by ledger_append with the one
+    # encoder (ledger.export_lines), so exports stream it without formatting 14 columns per row.
+    # Derived from the columns above, never trusted on its own: ledger_verify checks it against them.
+    export_line = models.TextField(default="", editable=False)
 
     objects = ConsentEventQuerySet.as_manager()
 

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -23,9 +23,18 @@ from compliance.exports import (
     ExportFilters,
     LedgerExport,
     export_begin,
+    export_rows,
     manifest_path_for,
 )
-from compliance.ledger import GENESIS_HASH, content_hash, event_content, ledger_append
+from compliance.ledger import (
+    GENESIS_HASH,
+    content_hash,
+    event_content,
+    event_export_line,
+    export_lines,
+    ledger_append,
+    ledger_verify,
+)
 from compliance.models import (
     ConsentEvent,
     ConsentExport,
@@ -511,3 +520,97 @@ def test_an_export_streamed_by_copy_verifies_offline_with_its_manifest(
         )
     assert records[whole_manifest["export_id"]].sha256 == hashlib.sha256(whole.read_bytes()).hexdigest()
     assert some_manifest["rows"] == len(AWKWARD) == len(lines(some))
+
+
+# --- Stored export lines ------------------------------------------------------------------------------
+
+
+def behind_the_ledgers_back(sql: str, params: list) -> None:
+    """What a database superuser could do: change a ledger row with the append-only trigger off."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        cursor.execute(sql, params)
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = origin")
+
+
+def test_every_appended_event_stores_the_line_its_columns_give(awkward_ledger):
+    """Built from the values in memory at append time, the line must equal the one rebuilt from the
+    columns as the database hands them back (timestamps, ids, awkward text)."""
+    stored = list(ConsentEvent.objects.order_by("sequence"))
+
+    assert [event.export_line for event in stored] == [event_export_line(event) for event in stored]
+    assert [json.loads(event.export_line) for event in stored] == [
+        {**event_content(event), "hash": event.hash} for event in awkward_ledger
+    ]
+    assert all(event.export_line.isascii() and "\n" not in event.export_line for event in stored)
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        {},
+        {"since": "2026-03-04"},
+        {"until": "2026-03-04"},
+        {"purpose": "utility"},
+        {"since": "2026-03-02", "until": "2026-03-04", "purpose": "marketing"},
+    ],
+)
+def test_the_stored_lines_export_byte_for_byte_what_the_encoder_writes(awkward_ledger, tmp_path, chosen):
+    """On PostgreSQL the lines come through COPY (which escapes backslashes), elsewhere through a
+    cursor: either way the file is exactly the encoder's lines for the selected events, whether it
+    encodes model instances or the export's own column rows, and it verifies offline."""
+    args = [part for name, value in chosen.items() for part in (f"--{name}", value)]
+    path, manifest, _ = export(tmp_path, "--format", "jsonl", *args)
+
+    filters = ExportFilters(
+        since=date.fromisoformat(chosen["since"]) if "since" in chosen else None,
+        until=date.fromisoformat(chosen["until"]) if "until" in chosen else None,
+        purpose=chosen.get("purpose", ""),
+    )
+    selected = list(filters.apply(ConsentEvent.objects.order_by("sequence")))
+    from_instances = "".join(event_export_line(event) + "\n" for event in selected)
+    from_columns = "".join(
+        line + "\n" for line in export_lines(export_rows(filters, head_sequence=len(awkward_ledger)))
+    )
+    assert selected and manifest["rows"] == len(selected)
+    assert path.read_bytes() == from_instances.encode() == from_columns.encode()
+    report = verify("--file", str(path), "--manifest", str(manifest_path_for(path)))
+    assert f"OK, {len(selected)} events" in report and "Manifest OK" in report
+
+
+def test_an_event_without_a_stored_line_stops_the_export_and_fails_verification(ledger, tmp_path):
+    """Only a write behind ledger_append's back leaves a line empty: the export refuses to guess one."""
+    behind_the_ledgers_back("UPDATE compliance_consentevent SET export_line = '' WHERE sequence = %s", [4])
+
+    with pytest.raises(CommandError, match=r"Export FAILED: event #4 has no stored export line"):
+        export(tmp_path, "--format", "jsonl")
+    assert not list(tmp_path.iterdir())  # no half file that looks like an export
+    record = ConsentExport.objects.get()
+    assert record.complete is False and record.row_count < 4
+
+    first_day, _, _ = export(tmp_path, "--format", "jsonl", "--until", "2026-03-01")  # #1, #2: unaffected
+    assert len(lines(first_day)) == 2
+    csv_path, _, _ = export(tmp_path, "--format", "csv", name="ledger.csv")  # csv reads the columns
+    assert len(lines(csv_path)) == 7
+    with pytest.raises(CommandError, match=r"FAILED at event #4: event #4 has no stored export line"):
+        verify()
+
+
+def test_a_stored_line_that_differs_from_its_event_fails_verification(ledger):
+    """The stored line is what auditors receive: one that tells another story than the columns (here a
+    web-form opt-in shown as a staff one, with a matching hash) is tampering, named by its event."""
+    row = {**event_content(ledger[2]), "source": "staff"}
+    forged = json.dumps({**row, "hash": content_hash(row)}, separators=(",", ":"))
+    behind_the_ledgers_back(
+        "UPDATE compliance_consentevent SET export_line = %s WHERE sequence = %s", [forged, 3]
+    )
+
+    result = ledger_verify()
+    assert (result.ok, result.bad_sequence) == (False, 3)
+    with pytest.raises(
+        CommandError,
+        match=r"FAILED at event #3: event #3's stored export line is not the line its columns give",
+    ):
+        verify()

@@ -1,11 +1,21 @@
 """The consent ledger: evidence required, append-only, hash-chained, encrypted per person."""
 
+import importlib
+from types import SimpleNamespace
+
 import pytest
+from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 
 from compliance import crypto
-from compliance.ledger import GENESIS_HASH, ledger_verify
+from compliance.ledger import (
+    GENESIS_HASH,
+    content_export_line,
+    event_content,
+    event_export_line,
+    ledger_verify,
+)
 from compliance.models import ConsentEvent, ConsentState, ConsentStatus, ConsentSubject, LedgerImmutableError
 from compliance.services import (
     Evidence,
@@ -163,20 +173,86 @@ def test_postgresql_itself_refuses_update_and_delete(text, contact):
     assert ConsentEvent.objects.get(pk=event.pk).action == "opt_in"
 
 
+def behind_the_ledgers_back(sql: str, params: list) -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # a superuser can switch triggers off for the session
+            cursor.execute("SET session_replication_role = replica")
+        cursor.execute(sql, params)
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = origin")
+
+
 def test_tampering_behind_the_models_back_is_detected(text, contact):
     opt_in(contact)
     target = opt_in(contact, purpose="utility")
     opt_in(contact, purpose="authentication")
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # a superuser can switch triggers off for the session
-            cursor.execute("SET session_replication_role = replica")
-        cursor.execute("UPDATE compliance_consentevent SET source = 'staff' WHERE id = %s", [target.pk])
-        if connection.vendor == "postgresql":
-            cursor.execute("SET session_replication_role = origin")
+    behind_the_ledgers_back("UPDATE compliance_consentevent SET source = 'staff' WHERE id = %s", [target.pk])
     result = ledger_verify()
     assert not result.ok
     assert result.bad_sequence == target.sequence
     assert "does not match its hash" in result.problem
+
+
+def test_a_stored_export_line_cannot_cover_for_changed_columns(text, contact):
+    """Changing a column and writing the matching export line still breaks the event's hash."""
+    opt_in(contact)
+    target = opt_in(contact, purpose="utility")
+    forged = content_export_line({**event_content(target), "source": "staff", "hash": target.hash})
+    behind_the_ledgers_back(
+        "UPDATE compliance_consentevent SET source = 'staff', export_line = %s WHERE id = %s",
+        [forged, target.pk],
+    )
+    result = ledger_verify()
+    assert (result.ok, result.bad_sequence) == (False, target.sequence)
+    assert "does not match its hash" in result.problem
+
+
+def test_a_changed_export_line_alone_is_detected(text, contact):
+    opt_in(contact)
+    target = opt_in(contact, purpose="utility")
+    opt_in(contact, purpose="authentication")
+    line = target.export_line.replace('"web_form"', '"staff"')
+    behind_the_ledgers_back(
+        "UPDATE compliance_consentevent SET export_line = %s WHERE id = %s", [line, target.pk]
+    )
+    result = ledger_verify()
+    assert (result.ok, result.bad_sequence) == (False, target.sequence)
+    assert "stored export line is not the line its columns give" in result.problem
+
+
+def test_the_migration_backfills_every_missing_export_line(text, contact, monkeypatch):
+    """Events recorded before `export_line` existed get the line ledger_append would have stored, in
+    batches; on PostgreSQL the append-only trigger is back on afterwards."""
+    migration = importlib.import_module("compliance.migrations.0005_consent_event_export_line")
+    monkeypatch.setattr(migration, "BATCH_ROWS", 2)
+    opt_in(contact)
+    opt_in(contact, purpose="utility", awaiting_confirmation=True)
+    consent_opt_out_everywhere(
+        contact_id=contact.id, phone_number=contact.phone_number, source="api", evidence=WEB
+    )
+    kept = ConsentEvent.objects.get(sequence=2).export_line
+    behind_the_ledgers_back("UPDATE compliance_consentevent SET export_line = '' WHERE sequence <> %s", [2])
+    assert not ledger_verify().ok
+    if connection.vendor == "postgresql":
+        # The events were inserted in this test's transaction, so their deferred foreign-key checks are
+        # pending, and PostgreSQL refuses ALTER TABLE until they have run (a real migration inserts none).
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    migration.backfill_export_lines(apps, SimpleNamespace(connection=connection))
+
+    events = list(ConsentEvent.objects.order_by("sequence"))
+    assert len(events) == 5 and all(event.export_line for event in events)
+    assert [event.export_line for event in events] == [event_export_line(event) for event in events]
+    assert events[1].export_line == kept
+    assert ledger_verify().ok
+    if connection.vendor == "postgresql":
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("UPDATE compliance_consentevent SET export_line = '' WHERE sequence = 1")
 
 
 def test_erasing_the_key_leaves_a_verifiable_chain_with_unreadable_evidence(text, contact):

@@ -5,7 +5,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from compliance.exports import ExportError, ExportFilters, export_to_path, export_to_stream, manifest_path_for
+from compliance.exports import (
+    ExportError,
+    ExportFilters,
+    ExportLineMissing,
+    export_to_path,
+    export_to_stream,
+    manifest_path_for,
+)
 from compliance.models import ExportFormat, Purpose
 
 
@@ -45,6 +52,13 @@ class Command(BaseCommand):
             filters = ExportFilters(since=since, until=until, purpose=purpose or "")
         except ExportError as exc:
             raise CommandError(str(exc)) from exc
+        try:
+            self._export(format, filters, output)
+        except ExportLineMissing as exc:
+            # The export is recorded as incomplete; what was written is cut short, never wrong.
+            raise CommandError(f"Export FAILED: {exc}.") from exc
+
+    def _export(self, format: str, filters: ExportFilters, output: str | None) -> None:
         if output:
             manifest = export_to_path(output, format=format, filters=filters)
             self.stdout.write(
