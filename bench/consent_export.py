@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from bench.common import skipped_result
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "consent_export"
 UNIT = "rows/s"
@@ -97,16 +99,13 @@ VALUES (1, %(events)s, encode(sha256(('bench-' || %(events)s)::bytea), 'hex'))
 
 
 def _skipped(reason: str) -> dict[str, Any]:
-    print(f"{NAME}: skipped: {reason}")
-    return {
-        "name": NAME,
-        "description": f"skipped: {reason}",
-        "unit": UNIT,
-        "baseline": {"label": "PostgreSQL COPY (SELECT ...) TO STDOUT", "value": None},
-        "measured": {"label": "our jsonl export", "value": None},
-        "ratio": None,
-        "skipped": reason,
-    }
+    return skipped_result(
+        name=NAME,
+        unit=UNIT,
+        baseline="PostgreSQL COPY (SELECT ...) TO STDOUT",
+        measured="our jsonl export",
+        reason=reason,
+    )
 
 
 def _database_url(settings_dict: dict[str, Any]) -> str:

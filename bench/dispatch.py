@@ -55,6 +55,8 @@ from urllib.parse import urlparse
 
 import requests
 
+from bench.common import database_url_named, skipped_result
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "dispatch"
 UNIT = "msg/s"
@@ -83,20 +85,13 @@ STARTUP_TIMEOUT = 60
 
 
 def _skipped(reason: str) -> dict[str, Any]:
-    print(f"{NAME}: skipped: {reason}")
-    return {
-        "name": NAME,
-        "description": f"skipped: {reason}",
-        "unit": UNIT,
-        "baseline": {"label": "bare urllib3 client, same concurrency", "value": None},
-        "measured": {"label": "full pipeline, 2 Celery workers", "value": None},
-        "ratio": None,
-        "skipped": reason,
-    }
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlparse(url)._replace(path=f"/{name}").geturl()
+    return skipped_result(
+        name=NAME,
+        unit=UNIT,
+        baseline="bare urllib3 client, same concurrency",
+        measured="full pipeline, 2 Celery workers",
+        reason=reason,
+    )
 
 
 def _services() -> tuple[str, str] | str:
@@ -141,7 +136,7 @@ def run(*, count: int | None = None, latency_ms: float = 50.0) -> dict[str, Any]
             "DJANGO_DEBUG": "false",  # no query log in the workers
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "CONSENT_ENCRYPTION_KEY": "YmVuY2gtZGlzcGF0Y2gtb25seS1rZXktMzItYnl0ZXM=",
-            "DATABASE_URL": _with_database(admin_url, database),
+            "DATABASE_URL": database_url_named(admin_url, database),
             "REDIS_URL": redis_url,
         }
         result = subprocess.run(  # noqa: S603 - this same module, with arguments of our own

@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from bench.common import database_url_named, skipped_result
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "webhook_ingest"
 UNIT = "events/s"
@@ -114,20 +116,13 @@ end
 
 
 def _skipped(reason: str) -> dict[str, Any]:
-    print(f"{NAME}: skipped: {reason}")
-    return {
-        "name": NAME,
-        "description": f"skipped: {reason}",
-        "unit": UNIT,
-        "baseline": {"label": "bare psycopg endpoint, same gunicorn", "value": None},
-        "measured": {"label": "app endpoint", "value": None},
-        "ratio": None,
-        "skipped": reason,
-    }
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlparse(url)._replace(path=f"/{name}").geturl()
+    return skipped_result(
+        name=NAME,
+        unit=UNIT,
+        baseline="bare psycopg endpoint, same gunicorn",
+        measured="app endpoint",
+        reason=reason,
+    )
 
 
 def _services() -> tuple[str, str, str] | str:
@@ -335,7 +330,7 @@ def run() -> dict[str, Any]:
     run_id = secrets.token_hex(4)
     database = f"bench_webhook_{run_id}"
     queue = f"bench-webhook-{run_id}"
-    database_url = _with_database(admin_url, database)
+    database_url = database_url_named(admin_url, database)
     load_before = os.getloadavg()
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
