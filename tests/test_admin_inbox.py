@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Group, Permission
-from django.contrib.messages import get_messages
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -19,7 +18,8 @@ from messaging.admin_inbox import contacts_awaiting_reply
 from messaging.models import Message, MessageStatus, ProviderAlert, WebhookEvent
 from messaging.services import sender_get_default
 from messaging.webhook_events import ProviderNotice
-from tests.factories import ContactFactory, StaffUserFactory, UserFactory
+from tests.factories import ContactFactory, UserFactory
+from tests.staff import logged_in, messages_of, user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -33,22 +33,6 @@ NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def _roles():
     roles.roles_apply_permissions()
-
-
-def user_in(*role_names: str, username: str):
-    user = StaffUserFactory(username=username)
-    user.groups.add(*Group.objects.filter(name__in=role_names))
-    return user
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 @pytest.fixture

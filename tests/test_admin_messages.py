@@ -6,9 +6,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
-from django.contrib.messages import get_messages
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,7 +16,8 @@ from messaging.outbound import message_compose
 from messaging.services import sender_get_default
 from messaging.whatsapp.memory import MemoryBackend
 from templates_app.models import MessageTemplate, TemplateStatus
-from tests.factories import ContactFactory, SenderFactory, StaffUserFactory, UserFactory
+from tests.factories import ContactFactory, SenderFactory, UserFactory
+from tests.staff import logged_in, messages_of, user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -30,22 +28,6 @@ ACTION_CHECKBOX = "_selected_action"
 
 def change_url(message) -> str:
     return reverse("admin:messaging_message_change", args=[message.pk])
-
-
-def user_in(*role_names: str, username: str):
-    user = StaffUserFactory(username=username)
-    user.groups.add(*Group.objects.filter(name__in=role_names))
-    return user
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
 
 
 @pytest.fixture(autouse=True)

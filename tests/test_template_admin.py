@@ -5,9 +5,6 @@ import re
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Group
-from django.contrib.messages import get_messages
-from django.test import Client
 from django.urls import reverse
 
 from bench.graph_double import meta_error
@@ -15,7 +12,8 @@ from messaging import roles
 from templates_app.models import MessageTemplate, TemplateStatus
 from templates_app.services import template_create, template_request_review, template_review
 from templates_app.tasks import LOCK_KEY
-from tests.factories import StaffUserFactory, UserFactory
+from tests.factories import UserFactory
+from tests.staff import logged_in, messages_of, user_in
 
 pytestmark = pytest.mark.django_db
 
@@ -72,22 +70,6 @@ def editor_data(**overrides) -> dict[str, str]:
     return {k: v for k, v in data.items() if v is not None}
 
 
-def messages_of(response) -> list[str]:
-    return [str(m) for m in get_messages(response.wsgi_request)]
-
-
-def user_in(role: str, username: str):
-    user = StaffUserFactory(username=username)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def make_template(*, status=TemplateStatus.DRAFT, created_by=None, name="order_shipped", **fields):
     template = template_create(
         waba_id=WABA,
@@ -115,12 +97,12 @@ def admin_client(superuser):
 
 @pytest.fixture
 def composer():
-    return user_in(roles.COMPOSER, "composer")
+    return user_in(roles.COMPOSER, username="composer")
 
 
 @pytest.fixture
 def approver():
-    return user_in(roles.APPROVER, "approver")
+    return user_in(roles.APPROVER, username="approver")
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +118,7 @@ def _no_sync_lock():
 
 
 def test_roles_hold_the_template_permissions(composer, approver):
-    auditor = user_in(roles.AUDITOR, "auditor")
+    auditor = user_in(roles.AUDITOR, username="auditor")
     assert composer.has_perms(["templates_app.add_messagetemplate", "templates_app.change_messagetemplate"])
     assert not composer.has_perm("templates_app.review_template")
     assert approver.has_perms(["templates_app.view_messagetemplate", "templates_app.review_template"])
@@ -524,7 +506,7 @@ def test_sync_now_is_skipped_while_another_sync_runs(cloud, admin_client):
 
 def test_auditors_see_templates_but_cannot_sync(cloud):
     make_template()
-    client = logged_in(user_in(roles.AUDITOR, "auditor"))
+    client = logged_in(user_in(roles.AUDITOR, username="auditor"))
     page = client.get(CHANGELIST_URL)
     assert page.status_code == 200 and "order_shipped" in page.text
     assert "Sync now" not in page.text
