@@ -1,6 +1,7 @@
 """Small pieces every benchmark shares: the result of a benchmark that cannot run here, and the URL of
 a throwaway database beside the configured one."""
 
+import os
 from typing import Any
 from urllib.parse import urlparse
 
@@ -22,3 +23,35 @@ def skipped_result(*, name: str, unit: str, baseline: str, measured: str, reason
 def database_url_named(url: str, name: str) -> str:
     """`url` pointing at database `name` on the same server."""
     return urlparse(url)._replace(path=f"/{name}").geturl()
+
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def postgres_and_redis(*, redis_db: int | None = None) -> tuple[str, str] | str:
+    """(PostgreSQL URL to create throwaway databases from, Redis URL), both answering, or why not.
+
+    DATABASE_URL counts only when it is PostgreSQL; REDIS_URL's database is replaced by `redis_db`."""
+    database_url = os.environ.get("DATABASE_URL", "")
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        database_url = DEFAULT_DATABASE_URL
+    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    if redis_db is not None:
+        redis_url = urlparse(redis_url)._replace(path=f"/{redis_db}").geturl()
+    try:
+        import psycopg
+
+        with psycopg.connect(database_url, connect_timeout=3):
+            pass
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        host = urlparse(database_url).hostname
+        return f"PostgreSQL at {host} unavailable ({type(exc).__name__}: {reason}); set DATABASE_URL"
+    try:
+        import redis
+
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        return f"Redis unavailable ({type(exc).__name__}: {exc}); set REDIS_URL"
+    return database_url, redis_url

@@ -55,7 +55,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from bench.common import database_url_named, skipped_result
+from bench.common import database_url_named, postgres_and_redis, skipped_result
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "dispatch"
@@ -79,8 +79,6 @@ WORKER_LAUNCHER = (
 ROUNDS = int(os.environ.get("BENCH_DISPATCH_ROUNDS", "2"))
 TARGET_RATE = 1000
 TARGET_RATIO = 0.9
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 STARTUP_TIMEOUT = 60
 
 
@@ -94,35 +92,12 @@ def _skipped(reason: str) -> dict[str, Any]:
     )
 
 
-def _services() -> tuple[str, str] | str:
-    """(admin PostgreSQL URL, Redis URL), or why they cannot be used."""
-    database_url = os.environ.get("DATABASE_URL", "")
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        database_url = DEFAULT_DATABASE_URL
-    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    try:
-        import psycopg
-
-        with psycopg.connect(database_url, connect_timeout=3):
-            pass
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else ""
-        return f"PostgreSQL at {urlparse(database_url).hostname} unavailable ({type(exc).__name__}: {reason}); set DATABASE_URL"
-    try:
-        import redis
-
-        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        return f"Redis unavailable ({type(exc).__name__}: {exc}); set REDIS_URL"
-    return database_url, redis_url
-
-
 def run(*, count: int | None = None, latency_ms: float = 50.0) -> dict[str, Any]:
     import psycopg
     from psycopg import sql
 
     count = count or int(os.environ.get("BENCH_DISPATCH_COUNT", "2000"))
-    services = _services()
+    services = postgres_and_redis()
     if isinstance(services, str):
         return _skipped(services)
     admin_url, redis_url = services

@@ -52,9 +52,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from bench.common import database_url_named, skipped_result
+from bench.common import database_url_named, postgres_and_redis, skipped_result
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "webhook_ingest"
@@ -73,8 +72,6 @@ WRK_THREADS = 1  # one core-cheap event loop drives every connection; the server
 TARGET_RATE = 1500
 TARGET_P99_MS = 100
 TARGET_RATIO = 0.5
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 STARTUP_TIMEOUT = 30
 PHONE_NUMBER_ID = "106540352242944"
 APP_SECRET = "bench-webhook-app-secret"  # noqa: S105 - signs local requests only
@@ -130,26 +127,10 @@ def _services() -> tuple[str, str, str] | str:
     wrk = shutil.which("wrk")
     if not wrk:
         return "wrk not found on PATH (Debian: apt-get install wrk)"
-    database_url = os.environ.get("DATABASE_URL", "")
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        database_url = DEFAULT_DATABASE_URL
-    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    try:
-        import psycopg
-
-        with psycopg.connect(database_url, connect_timeout=3):
-            pass
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else ""
-        return f"PostgreSQL at {urlparse(database_url).hostname} unavailable ({type(exc).__name__}: {reason}); set DATABASE_URL"
-    broker_url = urlparse(redis_url)._replace(path=f"/{BROKER_DB}").geturl()
-    try:
-        import redis
-
-        redis.Redis.from_url(broker_url, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        return f"Redis unavailable ({type(exc).__name__}: {exc}); set REDIS_URL"
-    return database_url, broker_url, wrk
+    services = postgres_and_redis(redis_db=BROKER_DB)
+    if isinstance(services, str):
+        return services
+    return (*services, wrk)
 
 
 def _write_bodies(path: Path, *, run_id: str, start: int, count: int) -> None:
