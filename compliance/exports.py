@@ -582,21 +582,11 @@ def verify_export_contents(
             previous = (sequence, content["hash"])
             count += 1
     except _Broken as broken:
-        return FileVerifyResult(
-            ok=False,
-            count=count,
-            whole_chain=whole_chain,
-            first_sequence=first,
-            last_sequence=previous[0] if previous else None,
-            last_hash=previous[1] if previous else GENESIS_HASH,
-            links_checked=checked,
-            links_unchecked=unchecked,
-            problem=broken.problem,
-            bad_sequence=broken.sequence,
-            line=line,
-        )
+        problem, bad_sequence, ok = broken.problem, broken.sequence, False
+    else:
+        problem, bad_sequence, ok, line = "", None, True, None
     return FileVerifyResult(
-        ok=True,
+        ok=ok,
         count=count,
         whole_chain=whole_chain,
         first_sequence=first,
@@ -604,6 +594,9 @@ def verify_export_contents(
         last_hash=previous[1] if previous else GENESIS_HASH,
         links_checked=checked,
         links_unchecked=unchecked,
+        problem=problem,
+        bad_sequence=bad_sequence,
+        line=line,
     )
 
 
