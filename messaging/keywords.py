@@ -94,30 +94,30 @@ def keyword_of(text: str) -> Keyword | None:
     return KEYWORDS.get(_SEPARATORS.sub("", text_normalize(text)))
 
 
-def inbound_text(raw: dict[str, Any]) -> str:
-    """What the person typed or tapped: a text's body, a quick-reply or button title; else ""."""
+def _typed_parts(raw: dict[str, Any]) -> tuple[str, dict, dict]:
+    """(type, the object under the type's key, the interactive reply inside it) of an inbound message."""
     kind = raw.get("type")
     body = raw.get(kind) if isinstance(raw.get(kind), dict) else {}
+    reply = body.get(body.get("type", ""))
+    return kind, body, reply if kind == "interactive" and isinstance(reply, dict) else {}
+
+
+def inbound_text(raw: dict[str, Any]) -> str:
+    """What the person typed or tapped: a text's body, a quick-reply or button title; else ""."""
+    kind, body, reply = _typed_parts(raw)
     if kind == "text":
         return str(body.get("body") or "")
     if kind == "button":
         return str(body.get("text") or "")
-    if kind == "interactive":
-        reply = body.get(body.get("type", "")) if isinstance(body.get(body.get("type", "")), dict) else {}
-        return str(reply.get("title") or "")
-    return ""
+    return str(reply.get("title") or "")
 
 
 def inbound_payload(raw: dict[str, Any]) -> str:
     """The payload of a tapped template quick-reply, or the id of a tapped interactive reply."""
-    kind = raw.get("type")
-    body = raw.get(kind) if isinstance(raw.get(kind), dict) else {}
+    kind, body, reply = _typed_parts(raw)
     if kind == "button":
         return str(body.get("payload") or "")
-    if kind == "interactive":
-        reply = body.get(body.get("type", "")) if isinstance(body.get(body.get("type", "")), dict) else {}
-        return str(reply.get("id") or "")
-    return ""
+    return str(reply.get("id") or "")
 
 
 def autoreply_matches(*, keyword: str, match: str, text: str) -> bool:
