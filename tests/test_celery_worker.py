@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 import pytest
 from celery import Celery
+from celery.result import allow_join_result
 from django.conf import settings
 
 pytestmark = pytest.mark.worker
@@ -162,7 +163,11 @@ def test_real_worker_executes_worker_ping(celery_worker, client_app):
 
     result = client_app.send_task("messaging.tasks.worker_ping", queue=celery_worker.queue)
     try:
-        payload = result.get(timeout=RESULT_TIMEOUT_SECONDS)
+        # This process is a client, never a worker; Celery keeps a process-wide "inside a task" flag
+        # that an earlier test's in-process task handling can leave set (seen once in CI), which
+        # would refuse the wait below. allow_join_result is Celery's own way to say "not a task".
+        with allow_join_result():
+            payload = result.get(timeout=RESULT_TIMEOUT_SECONDS)
     except Exception as exc:
         pytest.fail(f"worker_ping did not come back ({type(exc).__name__}: {exc}):\n{celery_worker.log()}")
     finally:
