@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class ComplianceConfig(AppConfig):
     name = "compliance"
     verbose_name = "Compliance"
+
+    def ready(self) -> None:
+        from compliance.erasure import ConsentPersonalData
+        from compliance.personal_data import holder_register
+
+        holder_register(ConsentPersonalData())

@@ -26,6 +26,17 @@ class ContactDirectory(Protocol):
 
     def contact_by_id(self, contact_id: int) -> ContactInfo | None: ...
 
+    def phone_number_normalize(self, raw: str) -> str:
+        """`raw` as E.164. Raises ValidationError (code `invalid_phone_number`) for a bad number."""
+
+    def person_notify(
+        self, *, contact_id: int, text: str, template: str = "", parameters: list[str] = ()
+    ) -> bool:
+        """Queue a WhatsApp message about the person's privacy request (gate purpose
+        `privacy_request`): the approved template `template` with positional body `parameters` when a
+        template name is given, else `text` as a free-form message (only inside the 24-hour window).
+        Returns False when nothing could be queued (the gate refused, the template is missing)."""
+
 
 _directory: ContactDirectory | None = None
 

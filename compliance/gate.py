@@ -14,13 +14,16 @@ Decisions, in order of precedence:
     frequency_cap   marketing beyond the configured cap                         deny
     quiet_hours     marketing outside recipient-local hours                     defer until they open
 
-Two system messages carry a `purpose` that earns each one narrow exception, and nothing more:
+Three system messages carry a `purpose` that earns each one narrow exception, and nothing more:
     opt_out_confirmation   the one free-form reply confirming a WhatsApp keyword opt-out (STOP): allowed
                            only while the person is opted out by their own keyword, within 24 h of it
                            and of their last message; anything else to them stays blocked
     double_opt_in_request  the confirmation template asked for by a double opt-in form: allowed only
                            while some purpose of the person waits for that confirmation (pending)
-Both still respect the suppression list and Meta's template status.
+    privacy_request        a message about the person's own privacy request (verification code,
+                           acknowledgement, extension notice): answers something they asked for, so
+                           consent and opt-outs do not apply; Meta's 24 h window (free-form) does
+All of them still respect the suppression list and Meta's template status.
 """
 
 import enum
@@ -46,6 +49,7 @@ class SystemPurpose(enum.StrEnum):
 
     OPT_OUT_CONFIRMATION = "opt_out_confirmation"
     DOUBLE_OPT_IN_REQUEST = "double_opt_in_request"
+    PRIVACY_REQUEST = "privacy_request"
 
 
 class Verdict(enum.StrEnum):
@@ -65,7 +69,7 @@ class MessageFacts:
     timezone: str = ""  # the recipient's IANA zone, if known
     last_inbound_at: datetime | None = None  # the person's last message to us
     marketing_sent_recently: int = 0  # marketing messages sent in the cap's period
-    purpose: str = ""  # a SystemPurpose for the two system messages with their own rule, else ""
+    purpose: str = ""  # a SystemPurpose for the system messages with their own rule, else ""
 
 
 @dataclass(frozen=True)
@@ -206,9 +210,24 @@ def _double_opt_in_request(facts: MessageFacts, loaded: _Preloaded) -> Decision:
     return ALLOW
 
 
+def _privacy_request(facts: MessageFacts, loaded: _Preloaded) -> Decision:
+    """About the person's own CCPA request: no consent needed, but Meta's own rules still hold."""
+    if facts.kind == "template":
+        if facts.template_status.upper() in BLOCKED_TEMPLATE_STATUSES:
+            return _deny("template_paused", f"The template is {facts.template_status.lower()} by Meta.")
+        return ALLOW
+    if facts.last_inbound_at is None or facts.at - facts.last_inbound_at > CUSTOMER_SERVICE_WINDOW:
+        return _deny(
+            "window_closed",
+            "More than 24 hours since the person last wrote: only an approved template can reach them.",
+        )
+    return ALLOW
+
+
 SYSTEM_RULES = {
     SystemPurpose.OPT_OUT_CONFIRMATION: _opt_out_confirmation,
     SystemPurpose.DOUBLE_OPT_IN_REQUEST: _double_opt_in_request,
+    SystemPurpose.PRIVACY_REQUEST: _privacy_request,
 }
 
 

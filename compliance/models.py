@@ -38,6 +38,7 @@ class ConsentSource(models.TextChoices):
     META_ERROR_131050 = "meta_error_131050", "Meta error 131050"
     STAFF = "staff", "staff"
     IMPORT = "import", "import"
+    PRIVACY_REQUEST = "privacy_request", "privacy request"
 
 
 class LedgerImmutableError(Exception):
@@ -193,6 +194,14 @@ class Suppression(models.Model):
     phone_hash = models.CharField(max_length=64, unique=True)
     reason = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    privacy_request = models.ForeignKey(
+        "PrivacyRequest",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The deletion request that erased the number, when that is why it is here.",
+    )
 
     def __str__(self) -> str:
         return f"suppressed {self.phone_hash[:12]}… ({self.reason})"
@@ -289,3 +298,196 @@ class StaffAuditEntry(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.username} {self.action} {self.object_type} {self.object_id}".rstrip()
+
+
+# --- Privacy requests (CCPA/CPRA) -----------------------------------------------------------------
+
+
+class PrivacyRequestKind(models.TextChoices):
+    KNOW_CATEGORIES = "know_categories", "Right to know: categories"
+    KNOW_SPECIFIC = "know_specific", "Right to know: specific pieces"
+    DELETE = "delete", "Delete"
+    CORRECT = "correct", "Correct"
+    OPT_OUT_SALE = "opt_out_sale", "Opt out of sale/sharing"
+    LIMIT_SENSITIVE = "limit_sensitive", "Limit use of sensitive information"
+
+
+class PrivacyRequestChannel(models.TextChoices):
+    """The manner in which the request reached us (a field of the records the regulations require)."""
+
+    WEB_FORM = "web_form", "web form"
+    API = "api", "API"
+    EMAIL = "email", "email"
+    PHONE = "phone", "toll-free phone"
+    MAIL = "mail", "mail"
+    IN_PERSON = "in_person", "in person"
+    WHATSAPP = "whatsapp", "WhatsApp"
+
+
+class PrivacyRequestStatus(models.TextChoices):
+    """received → awaiting_verification → verified → closed; opt-out and limit requests need no
+    verification and go from received to closed. A request can be closed (denied) from any state."""
+
+    RECEIVED = "received"
+    AWAITING_VERIFICATION = "awaiting_verification", "awaiting verification"
+    VERIFIED = "verified"
+    CLOSED = "closed"
+
+
+class PrivacyOutcome(models.TextChoices):
+    COMPLIED = "complied", "complied with in whole"
+    COMPLIED_IN_PART = "complied_in_part", "complied with in part"
+    DENIED = "denied"
+
+
+class DenialBasis(models.TextChoices):
+    UNVERIFIABLE = "unverifiable", "identity could not be verified"
+    NOT_AN_AGENT = "not_an_agent", "agent's authority not shown"
+    LEGAL_OBLIGATION = "legal_obligation", "needed to comply with a legal obligation"
+    SECURITY = "security", "needed for security or fraud prevention"
+    DISPROPORTIONATE = "disproportionate", "impossible or disproportionate effort"
+    MANIFESTLY_UNFOUNDED = "manifestly_unfounded", "manifestly unfounded or excessive"
+    WITHDRAWN = "withdrawn", "withdrawn by the requester"
+    OTHER = "other"
+
+
+class VerificationMethod(models.TextChoices):
+    NOT_REQUIRED = "not_required", "not required (opt-out and limit requests)"
+    WHATSAPP_CODE = "whatsapp_code", "one-time code sent to the WhatsApp number"
+    MANUAL = "manual", "documented manual check"
+
+
+class PrivacyRequest(models.Model):
+    """One consumer request under the CCPA/CPRA. Kept at least 24 months (PRIVACY_RECORD_RETENTION):
+    what the regulations ask businesses to be able to show (date, nature, manner, date and nature of
+    the response, basis for a denial) survives even the erasure of the person it was about; only the
+    identifying fields are cleared then (`identity_erased_at`), the keyed `phone_hash` remains."""
+
+    reference = models.CharField(max_length=16, unique=True, editable=False)
+    kind = models.CharField(max_length=24, choices=PrivacyRequestKind.choices)
+    channel = models.CharField("manner", max_length=16, choices=PrivacyRequestChannel.choices)
+    status = models.CharField(
+        max_length=24, choices=PrivacyRequestStatus.choices, default=PrivacyRequestStatus.RECEIVED
+    )
+    # Who the request is about. The phone number is how every app finds the person.
+    phone_number = models.CharField(max_length=16, blank=True, help_text="E.164")
+    phone_hash = models.CharField(max_length=64, db_index=True, editable=False)
+    requester_name = models.CharField(max_length=200, blank=True)
+    requester_email = models.EmailField(blank=True, help_text="Where notices and the response go.")
+    details = models.TextField(blank=True, help_text="What the person asks for, in their words.")
+    corrections = models.JSONField(
+        default=dict, blank=True, help_text="Correct requests: field → corrected value."
+    )
+    contact_id = models.BigIntegerField(null=True, blank=True, help_text="messaging's contact, when known")
+    # Authorized agents act for the consumer and must show written permission or a power of attorney.
+    agent_name = models.CharField(max_length=200, blank=True)
+    agent_email = models.EmailField(blank=True)
+    agent_proof = models.FileField(upload_to="privacy/agent-proof/%Y/%m/", blank=True)
+    agent_proof_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    agent_proof_note = models.TextField(blank=True, help_text="What the proof is and how it was checked.")
+    # The clocks, fixed at receipt by the rule in force (compliance.deadlines), with its version.
+    received_at = models.DateTimeField(db_index=True)
+    rule_version = models.CharField(max_length=32)
+    acknowledge_due = models.DateField(null=True, blank=True)
+    respond_due = models.DateField(db_index=True, help_text="The deadline in force (extended if extended).")
+    original_respond_due = models.DateField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    extension_reason = models.TextField(blank=True)
+    extended_at = models.DateTimeField(null=True, blank=True)
+    # Identity verification (never pauses the clock).
+    verification_method = models.CharField(max_length=16, choices=VerificationMethod.choices, blank=True)
+    verification_note = models.TextField(blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    code_hash = models.CharField(max_length=64, blank=True, editable=False)
+    code_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    code_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    # The response.
+    responded_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=PrivacyOutcome.choices, blank=True)
+    response_summary = models.TextField(blank=True)
+    denial_basis = models.CharField(max_length=24, choices=DenialBasis.choices, blank=True)
+    denial_explanation = models.TextField(blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The staff member or API user who entered it; empty for the public page.",
+    )
+    identity_erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["respond_due", "received_at"]
+        indexes = [models.Index(fields=["status", "respond_due"])]
+        permissions = [
+            ("fulfil_privacyrequest", "Can verify, extend, fulfil and deny privacy requests"),
+            ("view_privacy_metrics", "Can view and export privacy request records and metrics"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.get_kind_display()})"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status == PrivacyRequestStatus.CLOSED
+
+    @property
+    def is_extended(self) -> bool:
+        return self.extended_at is not None
+
+
+class PrivacyRequestEvent(AppendOnlyModel):
+    """The request's own history: every step, notice and download, with who and when. Details never
+    hold the person's number (they are scrubbed), so erasure can leave this log whole."""
+
+    class Action(models.TextChoices):
+        FILED = "filed"
+        ACKNOWLEDGED = "acknowledged"
+        CODE_SENT = "code_sent", "verification code sent"
+        CODE_FAILED = "code_failed", "verification code not accepted"
+        VERIFIED = "verified"
+        EXTENDED = "extended"
+        NOTICE_SENT = "notice_sent", "notice sent"
+        PACKAGE_DELIVERED = "package_delivered", "data package delivered"
+        CORRECTED = "corrected"
+        OPTED_OUT = "opted_out", "opted out"
+        ERASED = "erased"
+        CLOSED = "closed"
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.PROTECT, related_name="events")
+    action = models.CharField(max_length=24, choices=Action.choices)
+    at = models.DateTimeField()
+    user_id = models.IntegerField(null=True, blank=True)
+    username = models.CharField(max_length=150, blank=True, help_text='Staff user, "requester" or "system".')
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"{self.request.reference} {self.action} by {self.username}"
+
+
+class DeletionCertificate(AppendOnlyModel):
+    """What an erasure did: per store, how many rows were deleted or de-identified, when, and a SHA-256
+    digest of the certificate's canonical JSON so a copy handed out can be checked against ours."""
+
+    request = models.OneToOneField(PrivacyRequest, on_delete=models.PROTECT, related_name="certificate")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    body = models.JSONField(help_text="The certificate as issued (canonical JSON of this is `digest`).")
+    digest = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"deletion certificate {self.digest[:12]}… for {self.request.reference}"

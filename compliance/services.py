@@ -22,6 +22,7 @@ from compliance.models import (
     ConsentText,
     Purpose,
 )
+from compliance.suppression import suppression_entry, suppression_refusal
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ REQUIRED_EVIDENCE: dict[str, tuple[str, ...]] = {
     ConsentSource.META_ERROR_131050: ("message_id",),
     ConsentSource.STAFF: ("staff_user_id", "reason"),
     ConsentSource.IMPORT: ("reason",),
+    ConsentSource.PRIVACY_REQUEST: ("reason",),  # the request's reference
 }
 
 
@@ -196,6 +198,10 @@ def consent_record(
                 )
             }
         )
+    if action == ConsentAction.OPT_IN:
+        entry = suppression_entry(phone_number)
+        if entry is not None:
+            raise ValidationError({"phone_number": suppression_refusal(entry)})
     subject = _subject_for(contact_id)
     state = ConsentState.objects.select_for_update().filter(subject=subject, purpose=purpose).first()
     _validate(

@@ -150,6 +150,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Uploaded files (an authorized agent's proof of authority). Not served publicly: staff download them
+# through the admin only.
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "media")
+MEDIA_URL = "media/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -302,3 +306,19 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
+# --- Privacy requests (CCPA/CPRA) -------------------------------------------------------------------
+
+# Deadlines count days in the business's own time zone; business days skip weekends, US federal
+# holidays and these extra dates (ISO, e.g. 2026-03-31 for Cesar Chavez Day).
+PRIVACY_TIME_ZONE = env.str("PRIVACY_TIME_ZONE", default="America/Los_Angeles")
+PRIVACY_EXTRA_HOLIDAYS = env.list("PRIVACY_EXTRA_HOLIDAYS", default=[])
+# The approved AUTHENTICATION template carrying a verification code (one body parameter, the code).
+# Without it the code goes as a free-form text, which Meta only delivers inside the 24-hour window;
+# staff can always verify manually instead.
+PRIVACY_VERIFICATION_TEMPLATE = env.str("PRIVACY_VERIFICATION_TEMPLATE", default="privacy_verification_code")
+PRIVACY_CODE_TTL_MINUTES = env.int("PRIVACY_CODE_TTL_MINUTES", default=15)
+# Where consumers can reach the privacy team (shown on the public page and in notices).
+PRIVACY_CONTACT_EMAIL = env.str("PRIVACY_CONTACT_EMAIL", default=DEFAULT_FROM_EMAIL)
+# The regulations ask for two years of request records; keep them at least that long.
+PRIVACY_RECORD_RETENTION_DAYS = max(env.int("PRIVACY_RECORD_RETENTION_DAYS", default=730), 730)

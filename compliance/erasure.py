@@ -1,0 +1,195 @@
+"""Provable erasure: one service that removes a person from every app and says what it did.
+
+`person_erase` runs in one transaction:
+  1. every registered PersonalDataHolder erases its part (messaging: the contact, messages, delivery
+     log, webhook payloads; compliance: the consent ledger's key, see ConsentPersonalData);
+  2. the identifying fields of every privacy request about the number are cleared (the records the
+     regulations require stay: dates, nature, manner, response);
+  3. Django's admin history forgets how staff saw the person (object names, change messages);
+  4. a keyed hash of the number joins the suppression list, so it cannot come back silently;
+  5. a DeletionCertificate records the counts, the times and the ledger head, with a digest of its
+     canonical JSON.
+The ledger's events are never touched: they stay as ciphertext under a destroyed key, and the hash
+chain still verifies.
+"""
+
+import hashlib
+import json
+from typing import Any
+
+from django.contrib.admin.models import LogEntry
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from compliance.crypto import EvidenceUnavailable
+from compliance.models import (
+    ConsentState,
+    ConsentSubject,
+    DeletionCertificate,
+    LedgerHead,
+    PrivacyRequest,
+    PrivacyRequestKind,
+)
+from compliance.personal_data import CorrectableField, HeldCategory, HeldData, Person, holders, phone_formats
+from compliance.suppression import suppression_add
+
+ERASED = "[erased]"
+
+#: What an erasure keeps, and why: printed on every certificate.
+KEPT = [
+    "The request record (date, nature, manner, response): 11 CCR §7101 asks for 24 months of these.",
+    "Consent-ledger events, as ciphertext whose key was destroyed: the chain stays verifiable, "
+    "the evidence can never be read again.",
+    "A keyed hash (HMAC-SHA256) of the number on the suppression list, so it is never messaged or "
+    "imported again.",
+]
+
+
+def certificate_digest(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _request_identities_erase(person: Person, request: PrivacyRequest, now) -> int:
+    """Clear what identifies the person on every request about them; keep the record itself."""
+    about = PrivacyRequest.objects.filter(phone_hash=request.phone_hash, identity_erased_at__isnull=True)
+    count = 0
+    for row in about:
+        if row.agent_proof:
+            row.agent_proof.delete(save=False)  # names the consumer; its sha256 stays on the record
+        row.phone_number = row.requester_name = row.requester_email = row.details = ""
+        row.corrections = {}
+        row.agent_proof = ""
+        row.code_hash = ""
+        row.identity_erased_at = now
+        row.save()
+        count += 1
+    return count
+
+
+def _admin_history_erase(person: Person) -> int:
+    needles = [*phone_formats(person.phone_number), *person.names]
+    matches = Q()
+    for needle in needles:
+        matches |= Q(object_repr__contains=needle) | Q(change_message__contains=needle)
+    return LogEntry.objects.filter(matches).update(object_repr=ERASED, change_message="")
+
+
+def person_erase(*, request: PrivacyRequest, user=None) -> DeletionCertificate:
+    """Erase the person a verified deletion request is about, everywhere; return the certificate."""
+    from compliance.privacy import Action, _log, _person
+
+    if request.kind != PrivacyRequestKind.DELETE:
+        raise ValueError(f"{request.reference} is not a deletion request")
+    started_at = timezone.now()
+    with transaction.atomic():
+        person = _person(request)
+        erased: dict[str, dict[str, int]] = {}
+        for holder in holders():
+            erased[holder.name] = holder.personal_data_erase(person)
+        erased["privacy requests"] = {
+            "requests de-identified": _request_identities_erase(person, request, started_at)
+        }
+        erased["admin history"] = {"entries redacted": _admin_history_erase(person)}
+        suppression_add(
+            e164=person.phone_number,
+            reason=f"erased at the person's request ({request.reference})",
+            privacy_request=request,
+        )
+        head = LedgerHead.objects.filter(pk=1).first()
+        finished_at = timezone.now()
+        username = "system" if user is None else user.get_username()
+        body = {
+            "certificate": "deletion of personal information",
+            "request": request.reference,
+            "received_at": request.received_at.isoformat(),
+            "verified_at": request.verified_at.isoformat() if request.verified_at else None,
+            "verification_method": request.verification_method,
+            "started_at": started_at.isoformat(),
+            "finished_at": finished_at.isoformat(),
+            "erased_by": username,
+            "erased": erased,
+            "kept": KEPT,
+            "suppressed": True,
+            "ledger_head": {"sequence": head.sequence, "hash": head.hash} if head else None,
+        }
+        certificate = DeletionCertificate.objects.create(
+            request=request,
+            started_at=started_at,
+            finished_at=finished_at,
+            body=body,
+            digest=certificate_digest(body),
+        )
+        _log(request, Action.ERASED, user=user, detail=f"deletion certificate sha256 {certificate.digest}")
+    return certificate
+
+
+def certificate_verify(certificate: DeletionCertificate) -> bool:
+    """Does the stored certificate still hash to its digest (it was not edited after issue)?"""
+    return certificate_digest(certificate.body) == certificate.digest
+
+
+# --- Compliance's own holder: the consent ledger -------------------------------------------------
+
+
+class ConsentPersonalData:
+    """The consent ledger's part of a person: their subject, its key, their current consent."""
+
+    name = "consent"
+
+    def correctable_fields(self) -> list[CorrectableField]:
+        return []  # evidence is a record of what happened: never rewritten
+
+    def personal_data_collect(self, person: Person) -> HeldData:
+        from compliance.services import consent_evidence
+
+        subject = (
+            ConsentSubject.objects.filter(contact_id=person.contact_id).first() if person.contact_id else None
+        )
+        if subject is None:
+            return HeldData()
+        events = []
+        for event in subject.events.order_by("sequence"):
+            try:
+                evidence = consent_evidence(event)
+            except EvidenceUnavailable:
+                evidence = None
+            events.append(
+                {
+                    "sequence": event.sequence,
+                    "purpose": event.purpose,
+                    "action": event.action,
+                    "source": event.source,
+                    "occurred_at": event.occurred_at.isoformat(),
+                    "consent_text_version": event.text_version,
+                    "evidence": evidence,
+                }
+            )
+        current = {
+            state.purpose: {"status": state.status, "since": state.changed_at.isoformat()}
+            for state in subject.states.all()
+        }
+        return HeldData(
+            categories=[
+                HeldCategory(
+                    category="Consent records",
+                    pieces="each opt-in and opt-out with its evidence (IP address, browser, page, message id)",
+                    source="you, through the opt-in form, WhatsApp keywords or our staff",
+                    purpose="to prove we may message you, and to stop when you ask",
+                    count=len(events),
+                )
+            ],
+            pieces={"consent_history": events, "current_consent": current},
+        )
+
+    def personal_data_erase(self, person: Person) -> dict[str, int]:
+        if not person.contact_id:
+            return {"consent keys destroyed": 0, "consent states deleted": 0}
+        subjects = ConsentSubject.objects.filter(contact_id=person.contact_id)
+        states, _ = ConsentState.objects.filter(subject__in=subjects).delete()
+        destroyed = subjects.update(wrapped_key=None, contact_id=None, erased_at=timezone.now())
+        return {"consent keys destroyed": destroyed, "consent states deleted": states}
+
+    def personal_data_correct(self, person: Person, corrections: dict[str, str]) -> list[str]:
+        return []
