@@ -357,6 +357,22 @@ class VerificationMethod(models.TextChoices):
     MANUAL = "manual", "documented manual check"
 
 
+class PrivacyRequestQuerySet(models.QuerySet):
+    def delete(self):
+        if self.filter(received_at__gt=retention_cutoff()).exists():
+            raise LedgerImmutableError("Privacy request records are kept at least 24 months.")
+        return super().delete()
+
+
+def retention_cutoff():
+    """Requests received after this moment are still within their retention period."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() - timedelta(days=settings.PRIVACY_RECORD_RETENTION_DAYS)
+
+
 class PrivacyRequest(models.Model):
     """One consumer request under the CCPA/CPRA. Kept at least 24 months (PRIVACY_RECORD_RETENTION):
     what the regulations ask businesses to be able to show (date, nature, manner, date and nature of
@@ -423,6 +439,8 @@ class PrivacyRequest(models.Model):
     )
     identity_erased_at = models.DateTimeField(null=True, blank=True)
 
+    objects = PrivacyRequestQuerySet.as_manager()
+
     class Meta:
         ordering = ["respond_due", "received_at"]
         indexes = [models.Index(fields=["status", "respond_due"])]
@@ -433,6 +451,11 @@ class PrivacyRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference} ({self.get_kind_display()})"
+
+    def delete(self, *args, **kwargs):
+        if self.received_at > retention_cutoff():
+            raise LedgerImmutableError("Privacy request records are kept at least 24 months.")
+        return super().delete(*args, **kwargs)
 
     @property
     def is_closed(self) -> bool:

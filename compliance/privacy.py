@@ -745,3 +745,68 @@ def privacy_request_deny(*, request: PrivacyRequest, user, basis: str, explanati
         user=user,
     )
     return request
+
+
+# --- Reminders ------------------------------------------------------------------------------------
+
+
+def privacy_deadline_digest(*, today: date | None = None) -> dict[str, list[PrivacyRequest]]:
+    """Open requests whose response is overdue or due soon, and acknowledgements still owed."""
+    today = today or privacy_today()
+    open_requests = list(
+        PrivacyRequest.objects.exclude(status=PrivacyRequestStatus.CLOSED).order_by(
+            "respond_due", "received_at"
+        )
+    )
+    digest: dict[str, list[PrivacyRequest]] = {"overdue": [], "due_soon": [], "acknowledgement_owed": []}
+    for request in open_requests:
+        urgency = privacy_urgency(request, today=today)
+        if urgency in (deadlines.Urgency.OVERDUE, deadlines.Urgency.DUE_SOON):
+            digest[urgency.value].append(request)
+        if request.acknowledged_at is None and request.acknowledge_due is not None:
+            digest["acknowledgement_owed"].append(request)
+    return digest
+
+
+def privacy_deadline_reminders_send(*, today: date | None = None) -> int:
+    """Email everyone who can fulfil privacy requests a digest of what is overdue or due soon.
+    Returns the number of requests listed (0: nothing sent)."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    digest = privacy_deadline_digest(today=today)
+    listed = {request.pk for requests in digest.values() for request in requests}
+    if not listed:
+        return 0
+    permission = Q(user_permissions__codename="fulfil_privacyrequest") | Q(
+        groups__permissions__codename="fulfil_privacyrequest"
+    )
+    staff = get_user_model().objects.filter(is_active=True).filter(permission | Q(is_superuser=True))
+    recipients = sorted({user.email for user in staff if user.email})
+    if not recipients:
+        logger.warning(
+            "%d privacy requests need attention but no compliance officer has an email", len(listed)
+        )
+        return len(listed)
+    titles = {
+        "overdue": "Overdue: the response deadline has passed",
+        "due_soon": "Due soon",
+        "acknowledgement_owed": "Receipt not yet acknowledged",
+    }
+    lines = []
+    for key, title in titles.items():
+        if digest[key]:
+            lines.append(f"{title}:")
+            lines += [
+                f"  {r.reference}  {r.get_kind_display()}  respond by {r.respond_due:%Y-%m-%d}"
+                + (f", acknowledge by {r.acknowledge_due:%Y-%m-%d}" if key == "acknowledgement_owed" else "")
+                for r in digest[key]
+            ]
+            lines.append("")
+    send_mail(
+        f"Privacy requests: {len(digest['overdue'])} overdue, {len(digest['due_soon'])} due soon",
+        "\n".join(lines),
+        None,
+        recipients,
+    )
+    return len(listed)

@@ -59,6 +59,11 @@ def _rate_limited(request, ip: str):
     return response
 
 
+def _is_suppressed(exc: ValidationError) -> bool:
+    errors = exc.error_dict.values() if hasattr(exc, "error_dict") else [exc.error_list]
+    return any(error.code == "suppressed" for field_errors in errors for error in field_errors)
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def opt_in(request):
@@ -142,6 +147,13 @@ def opt_in(request):
                 )
     except ValidationError as exc:
         logger.warning("Opt-in form submission refused: %s", "; ".join(exc.messages))
+        if _is_suppressed(exc):
+            form.add_error(
+                "phone_number",
+                "This number was removed from our records at its owner's request and cannot be signed up "
+                "again here. To hear from us again, send us a message on WhatsApp.",
+            )
+            return _render_form(request, form, text, status=400)
         form.add_error(None, "We could not record your choice. Please check your details and try again.")
         return _render_form(request, form, text, status=400)
     return redirect("compliance:opt_in_thanks")

@@ -5,6 +5,7 @@ project refuses to start without a real `DJANGO_SECRET_KEY` and turns on every t
 setting that `manage.py check --deploy` asks for.
 """
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, env
@@ -132,6 +133,12 @@ CELERY_BEAT_SCHEDULE = {
     "templates-sync": {"task": "templates_app.tasks.sync_templates", "schedule": 15 * 60},
     # Enqueue due messages (deferred, retried, orphaned) and settle sends abandoned by dead workers.
     "messages-dispatch-due": {"task": "messaging.tasks.dispatch_due_messages", "schedule": 30},
+    # Tell compliance officers each morning what is overdue or due soon (legal deadlines): 14:00 UTC is
+    # early morning in California and mid-morning on the East Coast.
+    "privacy-deadline-reminders": {
+        "task": "compliance.tasks.remind_privacy_deadlines",
+        "schedule": crontab(hour=14, minute=0),
+    },
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------

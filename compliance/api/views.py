@@ -66,6 +66,7 @@ SPECIFIC_CODES = frozenset(
         "unknown_consent_text",
         "evidence_required",
         "opt_in_predates_opt_out",
+        "suppressed",
     }
 )
 
@@ -88,6 +89,11 @@ def _specific_code(errors: dict) -> str:
             if code in SPECIFIC_CODES:
                 return code
     return "validation_error"
+
+
+def _has_code(exc: DjangoValidationError, code: str) -> bool:
+    errors = exc.error_dict.values() if hasattr(exc, "error_dict") else [exc.error_list]
+    return any(error.code == code for field_errors in errors for error in field_errors)
 
 
 def _from_serializer_errors(errors: dict) -> CodedValidationError:
@@ -297,7 +303,8 @@ class ConsentListCreateView(CodedErrorsMixin, GenericAPIView):
         "400 codes: `invalid_phone_number`, `invalid_occurred_at`, `consent_text_required` (an opt-in "
         "without `consent_text` or `consent_text_version`), `unknown_consent_text`, `evidence_required` "
         "(the source's evidence is missing: `errors` names each missing field), `opt_in_predates_opt_out` "
-        "(a back-dated opt-in older than the person's latest opt-out), `invalid_idempotency_key`, "
+        "(a back-dated opt-in older than the person's latest opt-out), `suppressed` (the number was erased "
+        "at its owner's request or is otherwise on the suppression list), `invalid_idempotency_key`, "
         "`validation_error` otherwise. The first specific code found is the response's `code`; `errors` "
         "lists every problem per field.",
         request=ConsentCreateSerializer,
@@ -331,9 +338,10 @@ class ConsentListCreateView(CodedErrorsMixin, GenericAPIView):
                     phone_number=data["phone_number"], profile_name=data.get("name", ""), create=True
                 )
             except DjangoValidationError as exc:
+                # A suppressed number (erased at its owner's request) is refused as such, not as "invalid".
+                code = "suppressed" if _has_code(exc, "suppressed") else "invalid_phone_number"
                 raise CodedValidationError(
-                    "invalid_phone_number",
-                    {"phone_number": [ErrorDetail(m, code="invalid_phone_number") for m in exc.messages]},
+                    code, {"phone_number": [ErrorDetail(m, code=code) for m in exc.messages]}
                 ) from exc
             if action == ConsentAction.OPT_IN and occurred_at is not None:
                 self._refuse_stale_opt_in(contact_id=contact.id, purpose=purpose, occurred_at=occurred_at)
