@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -67,6 +68,12 @@ def needs_verification(kind: str) -> bool:
 def _error(field: str | None, message: str, code: str, **params: Any) -> ValidationError:
     error = ValidationError(message, code=code, params=params or None)
     return ValidationError({field: error}) if field else error
+
+
+def _error_list(exc: ValidationError) -> list[ValidationError]:
+    if hasattr(exc, "error_dict"):
+        return [error for errors in exc.error_dict.values() for error in errors]
+    return exc.error_list
 
 
 def _who(user) -> tuple[int | None, str]:
@@ -172,10 +179,12 @@ def privacy_request_file(
     agent_proof_note: str = "",
     filed_by=None,
     received_at: datetime | None = None,
+    status_link: Callable[[str], str] | None = None,
 ) -> PrivacyRequest:
     """Record a new request and start its clocks. Opt-out and limit requests are fulfilled at once
     (they need no verification); others wait for verification, and a code is sent to the number on
-    WhatsApp when the request comes from the person themselves (web page, API) and we know them."""
+    WhatsApp when the request comes from the person themselves (web page, API) and we know them.
+    `status_link(reference)` gives the person's status page address, for the receipt email."""
     if kind not in PrivacyRequestKind.values:
         raise _error("kind", "Choose what you are asking for.", "invalid_kind")
     if channel not in PrivacyRequestChannel.values:
@@ -247,7 +256,12 @@ def privacy_request_file(
     _notify_by_email(
         request,
         subject=f"We received your privacy request {request.reference}",
-        body=_receipt_text(request),
+        body=_receipt_text(request)
+        + (
+            f"\nFollow your request (and enter your code) at {status_link(request.reference)}"
+            if status_link
+            else ""
+        ),
     )
     if not needs_verification(kind):
         privacy_request_fulfil(request=request, user=None)
@@ -684,7 +698,13 @@ def _fulfil_correct(request: PrivacyRequest, user) -> str:
 
 def _fulfil_opt_out(request: PrivacyRequest, user) -> str:
     # A contact is created if we never had one, so the opt-out stands against a later import.
-    contact = directory().contact_for_phone(phone_number=request.phone_number, create=True)
+    try:
+        contact = directory().contact_for_phone(phone_number=request.phone_number, create=True)
+    except ValidationError as exc:
+        if "suppressed" not in {error.code for error in _error_list(exc)}:
+            raise
+        _log(request, Action.OPTED_OUT, user=user, detail="already on the suppression list")
+        return "This number is on our suppression list: it receives no messages of any kind from us."
     user_id = user.pk if user is not None and not isinstance(user, str) else None
     consent_record(
         contact_id=contact.id,

@@ -281,6 +281,9 @@ CONSENT_FREQUENCY_CAP_DAYS = env.int("CONSENT_FREQUENCY_CAP_DAYS", default=7)
 # Public opt-in form: submissions allowed per client IP, as hits/period ("5/10m", "20/h", "3/60").
 CONSENT_FORM_RATE_LIMIT = env.str("CONSENT_FORM_RATE_LIMIT", default="5/10m")
 parse_rate(CONSENT_FORM_RATE_LIMIT)  # refuse to start with a malformed value
+# Submissions of the public privacy request page per client IP (counted apart from the opt-in form).
+PRIVACY_FORM_RATE_LIMIT = env.str("PRIVACY_FORM_RATE_LIMIT", default="5/10m")
+parse_rate(PRIVACY_FORM_RATE_LIMIT)
 
 # --- Keywords, automatic replies, double opt-in confirmation (messaging/keywords.py) ---------------
 

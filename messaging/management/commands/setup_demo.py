@@ -4,6 +4,7 @@ again: it reuses what exists and resets only the demo passwords."""
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
@@ -14,6 +15,7 @@ from messaging import roles
 from messaging.models import Contact
 from messaging.phone import phone_normalize
 from messaging.services import contact_create, sender_sync_from_settings
+from templates_app.models import Category, MessageTemplate, TemplateStatus
 
 DEMO_USERNAME = "admin"
 #: Two staff users for the two-person flow: one writes a message, the other approves it.
@@ -55,6 +57,8 @@ class Command(BaseCommand):
                 created += 1
         if consent_text_current() is None:
             consent_text_create(version="demo-v1", business_name=DEMO_BUSINESS, body=DEMO_CONSENT_TEXT)
+        if sender:
+            self._verification_template(waba_id=sender.waba_id)
         password = secrets.token_urlsafe(12)
         user, _ = get_user_model().objects.get_or_create(
             username=DEMO_USERNAME, defaults={"email": "admin@example.com"}
@@ -84,9 +88,37 @@ class Command(BaseCommand):
             f"  Password: {password}\n"
             "  API docs: http://127.0.0.1:8000/api/docs/\n"
             "  Opt-in:   http://127.0.0.1:8000/opt-in/\n"
+            "  Privacy:  http://127.0.0.1:8000/privacy/request/\n"
             "  (the password is new on every `make run`)\n"
         )
         self.stdout.write("  Try the two-person flow: one writes a message, the other approves it.")
         for username, role, role_password in role_passwords:
             self.stdout.write(f"  {role + ':':<10}{username} / {role_password}")
         self.stdout.write("")
+
+    @staticmethod
+    def _verification_template(*, waba_id: str) -> None:
+        """The AUTHENTICATION template that carries privacy request codes (one body parameter, the
+        code), as template sync stores it once Meta approved it: without it, a code could only go as
+        free text, which Meta delivers only inside the 24-hour window. Stored as approved, so the demo's
+        privacy page sends codes from the first run without a review round trip."""
+        MessageTemplate.objects.get_or_create(
+            waba_id=waba_id,
+            name=settings.PRIVACY_VERIFICATION_TEMPLATE,
+            language="en_US",
+            defaults={
+                "category": Category.AUTHENTICATION,
+                "status": TemplateStatus.APPROVED,
+                "components": [
+                    {
+                        "type": "BODY",
+                        "text": "*{{1}}* is your verification code. For your security, do not share this code.",
+                        "example": {"body_text": [["123456"]]},
+                    },
+                    {
+                        "type": "FOOTER",
+                        "text": f"This code expires in {settings.PRIVACY_CODE_TTL_MINUTES} minutes.",
+                    },
+                ],
+            },
+        )
