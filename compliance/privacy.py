@@ -611,7 +611,13 @@ def _close(
     request.denial_explanation = explanation
     request.responded_at = timezone.now()
     request.handled_by = user if user is not None and not isinstance(user, str) else None
-    request.save()
+    # Only the response's fields: an erasure has just cleared the identity fields of this very row.
+    request.save(
+        update_fields=[
+            "status", "outcome", "response_summary", "denial_basis", "denial_explanation", "responded_at",
+            "handled_by", "contact_id",
+        ]
+    )  # fmt: skip
     _log(
         request, Action.CLOSED, user=user, detail=f"{PrivacyOutcome(outcome).label}: {summary or explanation}"
     )

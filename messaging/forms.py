@@ -6,6 +6,7 @@ import phonenumbers
 from django import forms
 from django.conf import settings
 
+from compliance.suppression import suppression_check
 from messaging.contact_csv import MAX_FILE_BYTES
 from messaging.models import Contact
 from messaging.phone import phone_normalize
@@ -95,4 +96,7 @@ class ContactAdminForm(forms.ModelForm):
         ]
 
     def clean_phone_number(self) -> str:
-        return phone_normalize(self.cleaned_data["phone_number"])
+        e164 = phone_normalize(self.cleaned_data["phone_number"])
+        if e164 != self.instance.phone_number:  # a new contact, or a number changed to this one
+            suppression_check(e164)
+        return e164

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from compliance.suppression import suppression_entry, suppression_refusal
 from messaging.models import ApiToken, Contact, Sender, Tag
 from messaging.phone import phone_normalize
 
@@ -36,7 +37,10 @@ def tags_from_names(names: Iterable[str]) -> list[Tag]:
 def contact_create(*, phone_number: str, tags: Iterable[str] = (), **fields: Any) -> Contact:
     """Create a contact from a phone number as typed. Raises ValidationError (e.g. duplicate number).
 
-    Creating a contact never records consent: that is the consent ledger's job.
+    Creating a contact never records consent: that is the consent ledger's job. A number on the
+    suppression list (erased at its owner's request) is refused with code `suppressed`: staff, imports
+    and the API cannot bring the person back. Only the person can, by writing to us (inbound messages
+    create their contact without this service).
     """
     e164 = phone_normalize(phone_number)
     if Contact.objects.filter(phone_number=e164).exists():
@@ -49,6 +53,9 @@ def contact_create(*, phone_number: str, tags: Iterable[str] = (), **fields: Any
                 )
             }
         )
+    suppressed = suppression_entry(e164)
+    if suppressed is not None:
+        raise ValidationError({"phone_number": suppression_refusal(suppressed)})
     contact = Contact(phone_number=e164, **_known_fields(fields))
     contact.full_clean()
     contact.save()
@@ -72,6 +79,10 @@ def contact_update(*, contact: Contact, tags: Iterable[str] | None = None, **fie
                     )
                 }
             )
+        if e164 != contact.phone_number:
+            suppressed = suppression_entry(e164)
+            if suppressed is not None:
+                raise ValidationError({"phone_number": suppression_refusal(suppressed)})
         contact.phone_number = e164
     for name, value in _known_fields(fields).items():
         setattr(contact, name, value)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce, Least
@@ -48,7 +49,9 @@ from django.utils import timezone
 
 from compliance.models import ConsentSource
 from compliance.services import Evidence, consent_record
+from compliance.suppression import suppression_entry
 from messaging.models import Message, MessageStatus, MessageStatusEvent, PendingStatus, WebhookEvent
+from messaging.phone import phone_normalize
 from messaging.webhook_events import MetaError, StatusUpdate, webhook_normalize
 from messaging.webhook_events import storable as _storable
 
@@ -277,6 +280,18 @@ def _pending_keep(update: StatusUpdate, webhook_event: WebhookEvent | None) -> N
         pass  # Meta redelivered a status we are keeping already
 
 
+def _erased_recipient(update: StatusUpdate) -> str | None:
+    """The recipient's number when it was erased at its owner's request (this is a late status for a
+    message deleted with them), else None. One keyed-hash look-up, only for statuses whose wamid we do
+    not know. Numbers suppressed for other reasons (a complaint, a legal hold) keep the usual path."""
+    try:
+        e164 = phone_normalize(update.recipient_id)
+    except ValidationError:
+        return None
+    entry = suppression_entry(e164)
+    return e164 if entry is not None and entry.privacy_request_id is not None else None
+
+
 def _status_apply(
     update: StatusUpdate, *, webhook_event: WebhookEvent | None, received_at: datetime | None
 ) -> None:
@@ -295,6 +310,15 @@ def _status_apply(
             )
             return
         if action == _WAIT:
+            erased = _erased_recipient(update) if message is None else None
+            if erased is not None:
+                # Keeping it would store their number again, for a message that no longer exists.
+                logger.info("Status %s for an unknown wamid to an erased number: dropped", update.status)
+                if webhook_event is not None:
+                    from messaging.personal_data import webhook_event_drop_person
+
+                    webhook_event_drop_person(webhook_event, phone_number=erased)
+                return
             _pending_keep(update, webhook_event)
             # The send may have recorded the wamid between our look-up and our row: then it has
             # already looked for pending statuses, and not seen ours.

@@ -55,6 +55,14 @@ class ContactViewSet(
         except DjangoValidationError as exc:
             raise _as_api_validation_error(exc) from exc
 
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        # A number erased at its owner's request is refused as such: clients branch on `code`.
+        codes = exc.get_codes() if isinstance(exc, ValidationError) else None
+        if isinstance(codes, dict) and "suppressed" in codes.get("phone_number", ()):
+            response.data["code"] = "suppressed"
+        return response
+
     def perform_update(self, serializer: ContactSerializer) -> None:
         try:
             serializer.instance = services.contact_update(
