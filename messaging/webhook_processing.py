@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -211,6 +211,24 @@ def webhook_event_store(*, raw_body: str, body_sha256: str, headers: dict[str, s
     # Names from the model's own metadata; every value is a parameter.
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
     sql += f"ON CONFLICT ({quote('body_sha256')}) DO NOTHING"
+    try:
+        return _insert_optimistically(sql, params)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        # The kept-alive connection had died (database restart, failover, idle timeout): once more on
+        # a fresh one. Safe to repeat: ON CONFLICT makes a second insert of the same body a no-op.
+        logger.warning("Webhook insert failed on a stale database connection; retrying on a new one")
+        connection.close()
+        return _insert_optimistically(sql, params)
+
+
+def _insert_optimistically(sql: str, params: list) -> bool:
+    # With CONN_HEALTH_CHECKS on, Django spends a "SELECT 1" round trip per request checking a
+    # persistent connection before its first query. Here the insert is the request's only query and
+    # its failure is handled above, so it serves as its own health check: one round trip, not two.
+    if connection.connection is not None:
+        connection.health_check_done = True
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1
