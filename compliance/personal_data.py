@@ -8,7 +8,7 @@ correction is every holder applying the fields it owns. Compliance therefore nev
 app's models, and a new app that keeps personal data joins every request by registering a holder.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,6 +52,9 @@ class HeldData:
 class CorrectableField:
     name: str  # the key used in PrivacyRequest.corrections
     label: str  # what the public form shows
+    # Normalizes a corrected value or raises ValidationError (with a code): checked when the request
+    # is filed, so a value the holder would refuse never waits 45 days to be found unusable.
+    clean: Callable[[str], str] | None = None
 
 
 class PersonalDataHolder(Protocol):

@@ -129,13 +129,22 @@ def privacy_urgency(request: PrivacyRequest, *, today: date | None = None) -> de
 def _clean_corrections(kind: str, corrections: dict | None) -> dict[str, str]:
     if kind != PrivacyRequestKind.CORRECT:
         return {}
-    known = {f.name for f in correctable_fields()}
-    cleaned = {
-        name: str(value).strip()
-        for name, value in (corrections or {}).items()
-        if name in known and str(value or "").strip()
-    }
-    unknown = sorted(set(corrections or {}) - known)
+    known = {f.name: f for f in correctable_fields()}
+    cleaned, problems = {}, []
+    for name, value in (corrections or {}).items():
+        text = str(value or "").strip()
+        if name not in known or not text:
+            continue
+        try:
+            cleaned[name] = known[name].clean(text) if known[name].clean else text
+        except ValidationError as exc:
+            problems += [
+                ValidationError(f"{known[name].label}: {message}", code=error.code)
+                for error, message in zip(exc.error_list, exc.messages, strict=True)
+            ]
+    if problems:
+        raise ValidationError({"corrections": problems})
+    unknown = sorted(set(corrections or {}) - set(known))
     if unknown:
         raise _error(
             "corrections",

@@ -262,9 +262,11 @@ class MessagingPersonalData:
 
     def correctable_fields(self) -> list[CorrectableField]:
         return [
-            CorrectableField("name", "Your name, as our staff see it in WhatsApp conversations"),
-            CorrectableField("locale", "Your language and region (e.g. en_US, es_MX)"),
-            CorrectableField("timezone", "Your time zone (e.g. America/Los_Angeles)"),
+            CorrectableField(
+                "name", "Your name, as our staff see it in WhatsApp conversations", _name_correct
+            ),
+            CorrectableField("locale", "Your language and region (e.g. en_US, es_MX)", _locale_correct),
+            CorrectableField("timezone", "Your time zone (e.g. America/Los_Angeles)", _timezone_correct),
         ]
 
     def personal_data_correct(self, person: Person, corrections: dict[str, str]) -> list[str]:

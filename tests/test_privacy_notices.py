@@ -38,3 +38,26 @@ def test_an_opt_out_for_a_suppressed_number_is_closed_without_bringing_the_numbe
     assert request.outcome == PrivacyOutcome.COMPLIED
     assert "suppression list" in request.response_summary
     assert request.contact_id is None  # no contact was created for the suppressed number
+
+
+def test_a_correction_the_records_could_not_hold_is_refused_when_filed_not_45_days_later():
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as excinfo:
+        privacy_request_file(
+            kind=PrivacyRequestKind.CORRECT,
+            channel=PrivacyRequestChannel.WEB_FORM,
+            phone_number="+15550100302",
+            corrections={"timezone": "Pacific time", "locale": "es-mx"},
+        )
+    (error,) = excinfo.value.error_dict["corrections"]
+    assert error.code == "invalid_timezone"
+    assert "time zone" in error.message
+
+    request = privacy_request_file(
+        kind=PrivacyRequestKind.CORRECT,
+        channel=PrivacyRequestChannel.WEB_FORM,
+        phone_number="+15550100302",
+        corrections={"timezone": "america/los_angeles", "locale": "es-mx"},
+    )
+    assert request.corrections == {"timezone": "America/Los_Angeles", "locale": "es_MX"}  # normalized

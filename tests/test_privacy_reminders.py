@@ -51,7 +51,9 @@ def test_the_digest_lists_overdue_and_unacknowledged_requests_for_compliance_off
 def test_nothing_is_sent_when_nothing_needs_attention(officer):
     request = _file()
     with time_machine.travel(datetime(2026, 11, 3, 18, 0, tzinfo=UTC), tick=False):
-        privacy_request_deny(request=request, user=officer, basis="withdrawn", explanation="Withdrawn by phone.")
+        privacy_request_deny(
+            request=request, user=officer, basis="withdrawn", explanation="Withdrawn by phone."
+        )
         assert remind_privacy_deadlines() == 0
     assert mail.outbox == [] or all("Privacy requests:" not in m.subject for m in mail.outbox)
 
