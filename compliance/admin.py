@@ -492,3 +492,6 @@ class StaffAuditEntryAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     readonly_fields = ["at", "username", "user_id", "action", "object_type", "object_id", "summary", "ip"]
     fields = readonly_fields
+
+
+from compliance import admin_privacy  # noqa: E402, F401 - registers the privacy request admin

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from compliance.crypto import EvidenceUnavailable
+from compliance.crypto import EvidenceUnavailable, phone_keyed_hash
 from compliance.models import (
     ConsentState,
     ConsentSubject,
@@ -190,6 +190,52 @@ class ConsentPersonalData:
         states, _ = ConsentState.objects.filter(subject__in=subjects).delete()
         destroyed = subjects.update(wrapped_key=None, contact_id=None, erased_at=timezone.now())
         return {"consent keys destroyed": destroyed, "consent states deleted": states}
+
+    def personal_data_correct(self, person: Person, corrections: dict[str, str]) -> list[str]:
+        return []
+
+
+class PrivacyRequestsPersonalData:
+    """The person's own privacy requests, for their data package. Erasure leaves them to
+    `person_erase`, which de-identifies them but keeps the records the regulations require."""
+
+    name = "privacy requests"
+
+    def correctable_fields(self) -> list[CorrectableField]:
+        return []
+
+    def personal_data_collect(self, person: Person) -> HeldData:
+        rows = PrivacyRequest.objects.filter(phone_hash=phone_keyed_hash(person.phone_number)).order_by(
+            "received_at"
+        )
+        items = [
+            {
+                "reference": row.reference,
+                "kind": row.kind,
+                "manner": row.channel,
+                "received_at": row.received_at.isoformat(),
+                "respond_by": row.respond_due.isoformat(),
+                "status": row.status,
+                "outcome": row.outcome,
+                "responded_at": row.responded_at.isoformat() if row.responded_at else None,
+            }
+            for row in rows
+        ]
+        return HeldData(
+            categories=[
+                HeldCategory(
+                    category="Privacy requests",
+                    pieces="the requests you made about your personal information, and our answers",
+                    source="you, or an agent you authorized",
+                    purpose="to answer them, and to keep the record of requests the regulations require",
+                    count=len(items),
+                )
+            ],
+            pieces={"privacy_requests": items},
+        )
+
+    def personal_data_erase(self, person: Person) -> dict[str, int]:
+        return {}  # person_erase de-identifies the requests and keeps them
 
     def personal_data_correct(self, person: Person, corrections: dict[str, str]) -> list[str]:
         return []

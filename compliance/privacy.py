@@ -55,7 +55,6 @@ MAX_CODE_ATTEMPTS = 5
 MAX_CODES_SENT = 5
 CODE_RESEND_AFTER = timedelta(seconds=60)
 AGENT_PROOF_MAX_BYTES = 10 * 1024 * 1024
-AGENT_PROOF_TYPES = {"application/pdf", "image/png", "image/jpeg"}
 #: Channels where the person is answered the moment they file: that answer is the acknowledgement.
 SELF_SERVICE_CHANNELS = frozenset({PrivacyRequestChannel.WEB_FORM, PrivacyRequestChannel.API})
 REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no 0/O, 1/I/L: read out over the phone
@@ -159,13 +158,31 @@ def _clean_corrections(kind: str, corrections: dict | None) -> dict[str, str]:
     return cleaned
 
 
+#: The first bytes of the proof documents we accept. What the browser declares proves nothing.
+AGENT_PROOF_SIGNATURES = (
+    (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+)
+
+
+def agent_proof_validate(agent_proof: UploadedFile) -> None:
+    """Refuse a proof larger than 10 MB or not a PDF, PNG or JPEG by its own first bytes; set its
+    content type to what it is. Forms call it to report the problem with their other errors."""
+    if agent_proof.size > AGENT_PROOF_MAX_BYTES:
+        raise _error("agent_proof", "The proof document is larger than 10 MB.", "agent_proof_too_large")
+    head = agent_proof.read(8)
+    agent_proof.seek(0)
+    sniffed = next((kind for signature, kind in AGENT_PROOF_SIGNATURES if head.startswith(signature)), None)
+    if sniffed is None:
+        raise _error("agent_proof", "Upload the proof as a PDF, PNG or JPEG file.", "agent_proof_type")
+    agent_proof.content_type = sniffed
+
+
 def _agent_proof_digest(agent_proof: UploadedFile | None) -> str:
     if agent_proof is None:
         return ""
-    if agent_proof.size > AGENT_PROOF_MAX_BYTES:
-        raise _error("agent_proof", "The proof document is larger than 10 MB.", "agent_proof_too_large")
-    if (agent_proof.content_type or "").split(";")[0] not in AGENT_PROOF_TYPES:
-        raise _error("agent_proof", "Upload the proof as a PDF, PNG or JPEG file.", "agent_proof_type")
+    agent_proof_validate(agent_proof)
     digest = hashlib.sha256()
     for chunk in agent_proof.chunks():
         digest.update(chunk)
@@ -279,6 +296,7 @@ def privacy_request_file(
             privacy_verification_start(request=request)
         except ValidationError:
             logger.info("No verification code for %s", request.reference)
+    request.refresh_from_db()  # fulfilment or the code changed the row since it was saved here
     return request
 
 

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from compliance.contacts import directory
 from compliance.models import PrivacyRequestKind
 from compliance.personal_data import CorrectableField, correctable_fields
-from compliance.privacy import AGENT_PROOF_MAX_BYTES
+from compliance.privacy import agent_proof_validate
 
 #: (kind, label, one-line explanation) in the order the page lists them; labels are what people read.
 KIND_OPTIONS: tuple[tuple[str, str, str], ...] = (
@@ -53,14 +53,6 @@ KIND_LABELS = {kind: label for kind, label, _ in KIND_OPTIONS}
 #: The honeypot's field name: hidden from people (and assistive technology), filled in by bots.
 HONEYPOT_FIELD = "homepage"
 CORRECTION_PREFIX = "correct_"
-
-#: What the first bytes of an accepted proof look like. The browser's declared content type is whatever
-#: the sender says it is, so the file's own signature decides.
-_PROOF_SIGNATURES = (
-    (b"%PDF-", "application/pdf"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-)
 
 
 def correction_field_name(field: CorrectableField) -> str:
@@ -117,14 +109,10 @@ class PrivacyRequestForm(forms.Form):
         proof = self.cleaned_data.get("agent_proof")
         if not proof:
             return None
-        if proof.size > AGENT_PROOF_MAX_BYTES:
-            raise ValidationError("The proof document is larger than 10 MB.", code="agent_proof_too_large")
-        head = proof.read(8)
-        proof.seek(0)
-        sniffed = next((kind for signature, kind in _PROOF_SIGNATURES if head.startswith(signature)), None)
-        if sniffed is None:
-            raise ValidationError("Upload the proof as a PDF, PNG or JPEG file.", code="agent_proof_type")
-        proof.content_type = sniffed
+        try:
+            agent_proof_validate(proof)
+        except ValidationError as exc:
+            raise ValidationError(exc.error_dict["agent_proof"]) from exc
         return proof
 
     def clean(self):

@@ -58,8 +58,13 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # The webhook inbox (raw deliveries as received) and Meta's alerts, read-only.
         "messaging.view_webhookevent",
         "messaging.view_provideralert",
+        # Privacy requests, their timelines and deletion certificates; the yearly records and metrics.
+        "compliance.view_privacyrequest",
+        "compliance.view_privacyrequestevent",
+        "compliance.view_deletioncertificate",
+        "compliance.view_privacy_metrics",
     },
-    # An auditor's reading and exporting, plus writing new consent wording.
+    # An auditor's reading and exporting, plus writing new consent wording and handling privacy requests.
     COMPLIANCE_OFFICER: {
         "messaging.view_contact",
         "messaging.change_contact",
@@ -72,6 +77,14 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "compliance.view_consentexport",
         "compliance.view_staffauditentry",
         "compliance.export_consent",
+        # Handles privacy requests: files them for people who call or write, verifies, extends,
+        # fulfils or denies them (compliance.privacy), and reads the records and metrics.
+        "compliance.view_privacyrequest",
+        "compliance.add_privacyrequest",
+        "compliance.fulfil_privacyrequest",
+        "compliance.view_privacyrequestevent",
+        "compliance.view_deletioncertificate",
+        "compliance.view_privacy_metrics",
     },
     # Keeps the WhatsApp connection healthy: reads the webhook inbox and replays deliveries (the one
     # "change" a stored delivery allows; processing is idempotent), reads and acknowledges Meta's alerts,
