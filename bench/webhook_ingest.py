@@ -5,8 +5,9 @@ concurrency. Figures: events/s and the p50/p99 latency the sender (Meta) sees.
 
 The app runs the way production does: DEBUG off, a strong secret key, PostgreSQL with persistent
 connections (CONN_MAX_AGE 60, the default), REDIS_URL set and CELERY_BROKER_URL on Redis, so a
-request verifies, stores and makes sure a `drain_webhook_events` task is queued (a Redis SET NX per
-request; the first one also publishes the task). No Celery worker runs, so processing never competes
+request verifies, stores and wakes its process's drain scheduler, which makes sure a
+`drain_webhook_events` task is queued (a Redis SET NX at most every 20 ms per process; the first one
+also publishes the task). No Celery worker runs, so processing never competes
 for the CPU and every event stays waiting (the queue is deleted afterwards); with workers draining,
 each drain run adds one more publish, shared by every delivery that drain processes.
 Requests carry `X-Forwarded-Proto: https` as they do behind the TLS-terminating proxy, so the HTTPS
@@ -23,11 +24,12 @@ rather than exploded). Also reported: the CPU the gunicorn processes and this da
 backends spent per event, which is steadier than events/s when other work shares the machine, and
 the load average before the run.
 
-Worker model (BENCH_WEBHOOK_WORKER_CLASS, default gthread; BENCH_WEBHOOK_WORKERS 2,
-BENCH_WEBHOOK_THREADS 8): the best events/s of a sweep on this two-core box (sync 3 and 5, gthread
-2x4, 3x4, 2x8); one process per core, threads overlap one request's database and Redis round trips
-with another's Python, and keep-alive spares the reconnect that sync workers force on every request.
-Sync workers gave a tighter p99 at a lower rate. Other knobs: BENCH_WEBHOOK_CONNECTIONS
+Worker model (BENCH_WEBHOOK_WORKER_CLASS, default gthread; BENCH_WEBHOOK_WORKERS 3,
+BENCH_WEBHOOK_THREADS 4): the app's best events/s of a sweep on this two-core box (gthread 2x8:
+1,600-2,000; 2x4: 2,090-2,150; 3x4: 2,090-2,240 events/s, after the drain check moved off the request
+path); threads overlap one request's database round trip with another's Python, a third process
+keeps a core busy while another waits for the GIL, and keep-alive spares the reconnect that sync
+workers force on every request. Sync workers gave a tighter p99 at a lower rate. Other knobs: BENCH_WEBHOOK_CONNECTIONS
 (16 concurrent senders), BENCH_WEBHOOK_SECONDS (10 measured, after BENCH_WEBHOOK_WARMUP 3),
 BENCH_WEBHOOK_ROUNDS (1; alternating bare and app, best of), BENCH_WEBHOOK_MAX_RATE (6000: bodies are
 generated for this many events/s), BENCH_WEBHOOK_REDIS_DB (13: broker database on REDIS_URL's server).
@@ -60,8 +62,8 @@ NAME = "webhook_ingest"
 UNIT = "events/s"
 PATH = "/webhooks/whatsapp/"
 WORKER_CLASS = os.environ.get("BENCH_WEBHOOK_WORKER_CLASS", "gthread")
-WORKERS = int(os.environ.get("BENCH_WEBHOOK_WORKERS", "2"))
-THREADS = int(os.environ.get("BENCH_WEBHOOK_THREADS", "8"))
+WORKERS = int(os.environ.get("BENCH_WEBHOOK_WORKERS", "3"))
+THREADS = int(os.environ.get("BENCH_WEBHOOK_THREADS", "4"))
 CONNECTIONS = int(os.environ.get("BENCH_WEBHOOK_CONNECTIONS", "16"))
 SECONDS = float(os.environ.get("BENCH_WEBHOOK_SECONDS", "10"))
 WARMUP_SECONDS = float(os.environ.get("BENCH_WEBHOOK_WARMUP", "3"))

@@ -11,6 +11,8 @@ admin.site.site_title = "WhatsApp messaging"
 admin.site.index_title = "Operations"
 
 urlpatterns = [
+    # First: Meta's deliveries are most of the traffic, and Django tries patterns in order.
+    path("webhooks/whatsapp/", WhatsAppWebhookView.as_view(), name="whatsapp-webhook"),
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("", include("compliance.urls")),
     path("admin/", admin.site.urls),
@@ -18,6 +20,5 @@ urlpatterns = [
     path("api/v1/", include("compliance.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("webhooks/whatsapp/", WhatsAppWebhookView.as_view(), name="whatsapp-webhook"),
     path("healthz/", healthz, name="healthz"),
 ]

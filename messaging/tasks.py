@@ -101,13 +101,13 @@ def drain_webhook_events() -> int:
     """Process every stored webhook delivery waiting (see messaging.webhook_processing)."""
     from messaging.webhook_processing import (
         DRAIN_BATCH,
+        webhook_drain_ensure_queued,
         webhook_drain_started,
         webhook_events_drain,
-        webhook_processing_request,
     )
 
     webhook_drain_started()
     done = webhook_events_drain(limit=DRAIN_BATCH)
     if done >= DRAIN_BATCH and not drain_webhook_events.app.conf.task_always_eager:
-        webhook_processing_request()  # a backlog: continue in a fresh task
+        webhook_drain_ensure_queued()  # a backlog: continue in a fresh task
     return done

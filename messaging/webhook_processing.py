@@ -1,8 +1,10 @@
 """Apply a stored webhook delivery: normalize its body, then hand each item to the service that owns it.
 
 How deliveries reach processing: the endpoint stores the row and calls `webhook_processing_request`,
-which queues one `drain_webhook_events` task unless one is already waiting (a Redis flag: one cheap
-SET NX per request instead of publishing a task per delivery, which cost the endpoint half its time).
+which makes sure one `drain_webhook_events` task is queued unless one is already waiting (a Redis
+flag, SET NX, instead of publishing a task per delivery, which cost the endpoint half its time). With
+a broker that check runs in a per-process scheduler thread, coalesced across a burst of deliveries
+(DrainScheduler), so the answer to Meta never waits for it.
 The drain clears the flag first, then claims and processes every waiting delivery, oldest first, so
 a delivery stored after the flag was cleared queues a drain of its own and none waits unnoticed.
 Deliveries are claimed one by one with a conditional UPDATE (received → processing), so several
@@ -22,10 +24,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -251,7 +257,57 @@ _redis_client = None
 
 
 def webhook_processing_request() -> None:
-    """Make sure a drain is queued (called by the endpoint after storing a delivery)."""
+    """Make sure a drain will see a delivery just stored (called by the endpoint after the insert).
+
+    In-process (no broker) the drain runs now, before the answer. With a broker, the request only
+    wakes this process's drain scheduler (a thread): Meta's answer does not wait for Redis, and a
+    burst of deliveries costs one SET NX per COALESCE_SECONDS instead of one per request."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        webhook_drain_ensure_queued()
+    else:
+        _drain_scheduler.nudge()
+
+
+class DrainScheduler:
+    """Runs `ensure_queued` in a background thread whenever nudged: at once when idle, then at most
+    once per `coalesce_seconds` while nudges keep coming.
+
+    Nothing can be missed: a nudge comes after its delivery is committed, and the thread clears its
+    wake-up flag before calling `ensure_queued`, so a nudge during a call causes one more call. That
+    call's SET NX either wins (a drain is queued, and will see the delivery) or finds the flag set,
+    meaning a queued drain has not started yet (it clears the flag first thing) and will see it too.
+    If the process dies between the insert and the call, the sweeper processes the delivery."""
+
+    def __init__(self, ensure_queued: Callable[[], None], *, coalesce_seconds: float) -> None:
+        self.ensure_queued = ensure_queued
+        self.coalesce_seconds = coalesce_seconds
+        self._wanted = threading.Event()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+
+    def nudge(self) -> None:
+        if self._pid != os.getpid():  # first use in this process (threads do not survive a fork)
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._wanted = threading.Event()
+                    threading.Thread(target=self._run, name="webhook-drain-scheduler", daemon=True).start()
+                    self._pid = os.getpid()
+        self._wanted.set()
+
+    def _run(self) -> None:
+        wanted = self._wanted
+        while True:
+            wanted.wait()
+            wanted.clear()
+            try:
+                self.ensure_queued()
+            except Exception:
+                logger.exception("No drain queued for stored webhooks; the sweeper will process them")
+            time.sleep(self.coalesce_seconds)
+
+
+def webhook_drain_ensure_queued() -> None:
+    """Queue a drain unless one is queued and not started yet (the Redis flag)."""
     from messaging.tasks import drain_webhook_events
 
     if not _drain_flag_set():
@@ -261,6 +317,11 @@ def webhook_processing_request() -> None:
     except Exception:
         cache.delete(DRAIN_SCHEDULED_KEY)  # let the next delivery try again
         raise
+
+
+#: How often, at most, one process asks Redis whether a drain is queued while deliveries pour in.
+COALESCE_SECONDS = 0.02
+_drain_scheduler = DrainScheduler(webhook_drain_ensure_queued, coalesce_seconds=COALESCE_SECONDS)
 
 
 def webhook_drain_started() -> None:

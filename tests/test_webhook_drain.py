@@ -95,3 +95,69 @@ def test_a_drain_stops_at_its_batch_and_leaves_the_rest_waiting():
         WebhookEvent.objects.create(body_sha256=f"{n}" * 64, raw_body="{}")
     assert webhook_events_drain(limit=3) == 3
     assert WebhookEvent.objects.filter(state=WebhookEvent.State.RECEIVED).count() == 2
+
+
+# --- With a broker: the per-process scheduler thread -----------------------------------------------
+
+
+def _wait_until(predicate, timeout=2.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_the_scheduler_queues_at_once_when_idle_and_coalesces_a_burst_without_missing_its_end():
+    import threading
+    import time
+
+    from messaging.webhook_processing import DrainScheduler
+
+    calls: list[float] = []
+    scheduler = DrainScheduler(lambda: calls.append(time.monotonic()), coalesce_seconds=0.02)
+
+    nudged = time.monotonic()
+    scheduler.nudge()
+    assert _wait_until(lambda: len(calls) == 1)
+    assert calls[0] - nudged < 0.5  # idle: no waiting for a batch to build up
+
+    time.sleep(0.05)
+    calls.clear()
+    last_nudge = 0.0
+
+    def burst():
+        nonlocal last_nudge
+        for _ in range(400):
+            scheduler.nudge()
+            last_nudge = time.monotonic()
+            time.sleep(0.0005)
+
+    senders = [threading.Thread(target=burst) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert _wait_until(lambda: calls and calls[-1] >= last_nudge)  # the last delivery is covered too
+    time.sleep(0.05)
+    assert 1 <= len(calls) < 200  # 1,600 deliveries, a few dozen checks at most
+
+
+def test_a_failing_check_does_not_stop_the_scheduler():
+    from messaging.webhook_processing import DrainScheduler
+
+    attempts = []
+
+    def flaky():
+        attempts.append(True)
+        if len(attempts) == 1:
+            raise ConnectionError("redis restarting")
+
+    scheduler = DrainScheduler(flaky, coalesce_seconds=0.0)
+    scheduler.nudge()
+    assert _wait_until(lambda: len(attempts) == 1)
+    scheduler.nudge()
+    assert _wait_until(lambda: len(attempts) == 2)
