@@ -4,8 +4,11 @@ sending to the Graph API double with 50 ms of latency. Beside it, in the same ru
 double, a bare client at the same concurrency (2 processes x 32 threads, one urllib3 pool each, the
 HTTP client and settings the cloud backend sends with) posting the same bodies: the ceiling this machine and the double allow.
 
-Phase 1 (throughput): the sender's limit is set out of the way (BENCH_DISPATCH_LIMIT, default 1000/s)
-and msg/s is measured from the first enqueue until the last message is `sent` in the database, best
+Phase 1 (throughput): the limit is set out of the way: BENCH_DISPATCH_SENDERS (2) business numbers at
+BENCH_DISPATCH_LIMIT (1000/s, the most Meta allows one number) each, every task's batch from one of
+them in turn. One number cannot reach 1000 msg/s: its slots are spaced 3 % wider than 1/limit (the
+limiter's safety margin, messaging/limiter.py), so one number at 1000/s tops out near 970 msg/s. msg/s
+is measured from the first enqueue until the last message is `sent` in the database, best
 of BENCH_DISPATCH_ROUNDS (2), alternating with the bare client. Phase 2 (limit): a short run at a low
 limit (BENCH_DISPATCH_LOW_LIMIT; by default 50/s, or half of phase 1's rate when that is lower, so
 that the limit binds) whose most sends in any one-second window, counted from the times requests
@@ -35,7 +38,7 @@ this machine's CPUs). Knobs for experiments: BENCH_DISPATCH_THREADS (32), BENCH_
 (batch | single), BENCH_DISPATCH_TASK_THREADS (4: task threads per worker in batch mode),
 BENCH_DISPATCH_POOL (threads | prefork).
 
-    BENCH_DISPATCH_COUNT=2000 python -m bench.dispatch
+    BENCH_DISPATCH_COUNT=6000 python -m bench.dispatch
 """
 
 import contextlib
@@ -63,6 +66,7 @@ UNIT = "msg/s"
 TOKEN = "bench-dispatch-token"  # noqa: S105 - talks to the local double only
 PHONE_NUMBER_ID = "106540352242933"
 WORKERS = 2
+SENDERS = int(os.environ.get("BENCH_DISPATCH_SENDERS", "2"))
 POOL = os.environ.get("BENCH_DISPATCH_POOL", "threads")  # or prefork (one process per concurrent task)
 THREADS = int(os.environ.get("BENCH_DISPATCH_THREADS", "32"))  # requests in flight per worker / bare process
 ENQUEUE = os.environ.get("BENCH_DISPATCH_ENQUEUE", "batch")  # or single (one send_message task per id)
@@ -96,7 +100,7 @@ def run(*, count: int | None = None, latency_ms: float = 50.0) -> dict[str, Any]
     import psycopg
     from psycopg import sql
 
-    count = count or int(os.environ.get("BENCH_DISPATCH_COUNT", "2000"))
+    count = count or int(os.environ.get("BENCH_DISPATCH_COUNT", "6000"))
     services = postgres_and_redis()
     if isinstance(services, str):
         return _skipped(services)
@@ -148,7 +152,8 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
             f"{f['count']} queued text messages through claim, gate, circuit, limiter, cloud backend and "
             f"record; {WORKERS} Celery workers x {threads} requests in flight{config}, PostgreSQL {f['server_version']}, "
             f"Redis; double latency {f['latency_ms']:g} ms; best of {ROUNDS}. Most requests in any one "
-            f"second at the double: {f['pipeline']['max_per_second']} at limit {f['high_limit']}/s; "
+            f"second at the double: {f['pipeline']['max_per_second']} at {f['senders']} numbers x "
+            f"{f['high_limit']}/s; "
             f"{low['max_per_second']} at limit {low['limit']}/s ("
             f"{low['count']} messages, {low['rate']} msg/s)"
         ),
@@ -166,6 +171,7 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
             "max_per_second": f["pipeline"]["max_per_second"],
             "request_ms": f["pipeline"]["request_ms"],
             "limit": f["high_limit"],
+            "senders": f["senders"],
             "not_sent": f["pipeline"]["not_sent"],
             "errors": f["pipeline"]["errors"],
         },
@@ -178,7 +184,7 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
             "never_above_limit": True,
             "met": pipeline >= TARGET_RATE
             and ratio >= TARGET_RATIO
-            and f["pipeline"]["max_per_second"] <= f["high_limit"]
+            and f["pipeline"]["max_per_second"] <= f["high_limit"] * f["senders"]
             and low["max_per_second"] <= low["limit"],
         },
     }
@@ -332,10 +338,15 @@ class _Workers:
                 process.wait(timeout=10)
 
 
-def _seed(count: int, sender) -> list[int]:
+def _seed(count: int, senders) -> list[int]:
+    """`count` queued messages; with several senders, each run of SEND_BATCH_SIZE messages (one task)
+    goes out from the next sender in turn, as two campaigns on two numbers would."""
     from django.utils import timezone
 
     from messaging.models import Contact, Message, MessageStatus
+    from messaging.sending import SEND_BATCH_SIZE
+
+    senders = senders if isinstance(senders, list) else [senders]
 
     now = timezone.now()
     base = Contact.objects.count()
@@ -346,7 +357,7 @@ def _seed(count: int, sender) -> list[int]:
         (
             Message(
                 contact=contact,
-                sender=sender,
+                sender=senders[(n // SEND_BATCH_SIZE) % len(senders)],
                 kind="text",
                 content={"body": f"Your order {n} has shipped.", "preview_url": False},
                 preview=f"Your order {n} has shipped.",
@@ -386,7 +397,7 @@ def _dispatch(app, queue: str, ids: list[int], double, timeout: float) -> dict[s
     messages = Message.objects.filter(pk__gte=low, pk__lte=high)
     assert messages.count() == len(ids)
     while messages.filter(status__in=SETTLED).count() < len(ids) and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)  # the finish is read to within 20 ms
     finished = time.time()
     statuses = dict(messages.values_list("status").annotate(n=Count("id")))
     sent = statuses.get("sent", 0)
@@ -506,15 +517,19 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
         server_version = cursor.fetchone()[0]
 
     high_limit = int(os.environ.get("BENCH_DISPATCH_LIMIT", "1000"))
-    sender = Sender.objects.create(
-        phone_number_id=PHONE_NUMBER_ID,
-        display_phone_number="+15550100033",
-        waba_id="102290129340333",
-        label="bench",
-        is_default=True,
-        messages_per_second=high_limit,
-    )
-    rounds_ids = [_seed(count, sender) for _ in range(ROUNDS)]
+    senders = [
+        Sender.objects.create(
+            phone_number_id=str(int(PHONE_NUMBER_ID) + n),
+            display_phone_number=f"+155501000{33 + n}",
+            waba_id="102290129340333",
+            label=f"bench {n + 1}",
+            is_default=n == 0,
+            messages_per_second=high_limit,
+        )
+        for n in range(SENDERS)
+    ]
+    sender = senders[0]
+    rounds_ids = [_seed(count, senders) for _ in range(ROUNDS)]
     # The bare client posts what the pipeline posts: the same bodies, callback data included.
     bodies = [
         CloudBackend.build_message_payload(
@@ -598,6 +613,7 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
         "latency_ms": latency_ms,
         "server_version": server_version,
         "high_limit": high_limit,
+        "senders": SENDERS,
         "pipeline": max((r["pipeline"] for r in rounds), key=lambda r: r["rate"]),
         "bare": max((r["bare"] for r in rounds), key=lambda r: r["rate"]),
         "rounds": rounds,
