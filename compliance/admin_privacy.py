@@ -15,6 +15,7 @@ import json
 from datetime import date, datetime, timedelta
 from pathlib import PurePath
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
@@ -28,8 +29,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.functional import lazy
 from django.utils.html import format_html, format_html_join
-from django.utils.text import capfirst
+from django.utils.text import capfirst, format_lazy
 from django.views.decorators.http import require_POST
 
 from compliance import deadlines
@@ -62,9 +64,11 @@ from compliance.privacy import (
     privacy_request_fulfil,
     privacy_today,
     privacy_urgency,
+    privacy_verification_confirm,
     privacy_verification_start,
     privacy_verify_manually,
 )
+from compliance.privacy_forms import VerificationCodeForm
 from compliance.privacy_records import (
     ALL_KINDS,
     METRIC_COLUMNS,
@@ -73,6 +77,7 @@ from compliance.privacy_records import (
     privacy_record_years,
     privacy_records,
     privacy_records_csv,
+    privacy_records_range_check,
 )
 
 FULFIL_PERMISSION = "compliance.fulfil_privacyrequest"
@@ -128,8 +133,22 @@ def _days_left(due: date, today: date) -> str:
     return f"{left} day{'s' if left != 1 else ''} left"
 
 
+def _privacy_zone() -> ZoneInfo:
+    """The calendar the deadlines are counted in: the admin shows the dates they count from in it."""
+    return ZoneInfo(settings.PRIVACY_TIME_ZONE)
+
+
+#: "America/Los_Angeles", read when a label is drawn (tests and deployments may change the setting).
+_privacy_zone_name = lazy(lambda: settings.PRIVACY_TIME_ZONE, str)
+
+
 def _local(moment: datetime | None) -> str:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z") if moment else "—"
+    """A moment in the privacy time zone, with the zone's abbreviation (PST, PDT)."""
+    return timezone.localtime(moment, _privacy_zone()).strftime("%Y-%m-%d %H:%M %Z") if moment else "—"
+
+
+def _local_day(moment: datetime) -> str:
+    return f"{timezone.localtime(moment, _privacy_zone()):%Y-%m-%d}"
 
 
 def _reasons(exc: ValidationError) -> str:
@@ -143,7 +162,7 @@ def acknowledgement_html(privacy_request: PrivacyRequest, today: date) -> str:
         key, color, label, note = "not_required", "grey", "Not needed", ""
     elif privacy_request.acknowledged_at is not None:
         key, color, label = "done", "green", "Sent"
-        note = f"{timezone.localtime(privacy_request.acknowledged_at):%Y-%m-%d}"
+        note = _local_day(privacy_request.acknowledged_at)
     elif privacy_request.is_closed:
         key, color, label, note = "not_sent", "grey", "Never sent", "answered instead"
     elif today > due:
@@ -220,6 +239,19 @@ class UrgencyFilter(admin.SimpleListFilter):
 # --- Forms ----------------------------------------------------------------------------------------------
 
 
+class PrivacyZoneDateTimeField(forms.DateTimeField):
+    """A date and time typed in the privacy time zone (not the site's), like the case page shows it."""
+
+    def to_python(self, value):
+        with timezone.override(_privacy_zone()):
+            return super().to_python(value)
+
+    def prepare_value(self, value):
+        if isinstance(value, datetime) and timezone.is_aware(value):
+            return timezone.make_naive(value, _privacy_zone())
+        return value
+
+
 class PrivacyRequestFileForm(forms.Form):
     """A request staff received by email, phone, mail, in person or in a WhatsApp conversation."""
 
@@ -229,12 +261,15 @@ class PrivacyRequestFileForm(forms.Form):
         choices=[(c.value, capfirst(c.label)) for c in STAFF_CHANNELS],
         help_text="How the request reached us (it is part of the record kept for 24 months).",
     )
-    received_at = forms.DateTimeField(
-        label="Received at",
+    received_at = PrivacyZoneDateTimeField(
+        label=format_lazy("Received at ({} time)", _privacy_zone_name()),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text="When the request reached us, if not just now (a letter opened yesterday): the clocks "
-        "start then. Times are UTC.",
+        help_text=format_lazy(
+            "When the request reached us, if not just now (a letter opened yesterday): the clocks start "
+            "then. In {} time, the calendar the deadlines count in.",
+            _privacy_zone_name(),
+        ),
     )
     phone_number = forms.CharField(
         label="WhatsApp phone number",
@@ -358,6 +393,15 @@ class ExtendForm(forms.Form):
     )
 
 
+class CheckCodeForm(VerificationCodeForm):
+    """The code a person reads out to staff (a request filed by staff has no status page to enter it)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["code"].label = "Code the person read out"
+        self.fields["code"].widget.attrs.update(inputmode="numeric", autocomplete="off")
+
+
 class FulfilForm(forms.Form):
     outcome = forms.ChoiceField(
         label="Outcome",
@@ -393,8 +437,9 @@ class RecordsRangeForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("start") and data.get("end") and data["end"] < data["start"]:
-            raise ValidationError("The range ends before it starts.", code="invalid_range")
+        if data.get("start") and data.get("end"):
+            # Backwards, longer than ten years, or beyond the calendar the records can count in.
+            privacy_records_range_check(start=data["start"], end=data["end"])
         return data
 
 
@@ -479,14 +524,19 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
             value=obj.status,
         )
 
-    @admin.display(description="received", ordering="received_at")
+    @admin.display(description=format_lazy("received ({})", _privacy_zone_name()), ordering="received_at")
     def received(self, obj: PrivacyRequest) -> str:
+        # The day the deadlines count from, in their calendar: 21:00 in California on 1 March is the 1st.
         return format_html(
             '<time datetime="{}" title="{}">{}</time>',
             obj.received_at.isoformat(),
             _local(obj.received_at),
-            f"{timezone.localtime(obj.received_at):%Y-%m-%d}",
+            _local_day(obj.received_at),
         )
+
+    @admin.display(description=format_lazy("received at ({} time)", _privacy_zone_name()))
+    def received_at_local(self, obj: PrivacyRequest) -> str:
+        return _local(obj.received_at)
 
     @admin.display(description="respond by", ordering="respond_due")
     def respond_by(self, obj: PrivacyRequest) -> str:
@@ -529,6 +579,7 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
         case_views = [
             ("acknowledge", self.acknowledge_view),
             ("send-code", self.send_code_view),
+            ("check-code", self.check_code_view),
             ("verify", self.verify_view),
             ("extend", self.extend_view),
             ("fulfil", self.fulfil_view),
@@ -560,7 +611,10 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
         )
 
     def _case_or_404(self, request, object_id) -> PrivacyRequest:
-        privacy_request = get_object_or_404(PrivacyRequest, pk=unquote(object_id))
+        # get_object answers None for an id that is not one (…/privacyrequest/abc/fulfil/), not a 500.
+        privacy_request = self.get_object(request, unquote(object_id))
+        if privacy_request is None:
+            raise Http404("No privacy request with this id.")
         if not self.has_view_permission(request, privacy_request):
             raise PermissionDenied
         return privacy_request
@@ -633,7 +687,7 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
                         "kind",
                         "channel",
                         "status_badge",
-                        "received_at",
+                        "received_at_local",
                         "filed_by",
                         "details",
                         "corrections_display",
@@ -727,7 +781,7 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
             return "Not extended"
         return format_html(
             "Extended on {} from {} to {}: {}",
-            f"{timezone.localtime(obj.extended_at):%Y-%m-%d}",
+            _local_day(obj.extended_at),
             f"{obj.original_respond_due:%Y-%m-%d}",
             f"{obj.respond_due:%Y-%m-%d}",
             obj.extension_reason,
@@ -779,6 +833,7 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
 
     readonly_fields = [
         "status_badge",
+        "received_at_local",
         "acknowledge_by",
         "original_due",
         "corrections_display",
@@ -831,12 +886,14 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
             and privacy_request.kind in deadlines.EXTENDABLE_KINDS,
             "acknowledge_form": AcknowledgeForm(prefix="ack"),
             "verify_form": ManualVerificationForm(prefix="verify"),
+            "check_code_form": CheckCodeForm(prefix="code"),
+            "code_ttl_minutes": settings.PRIVACY_CODE_TTL_MINUTES,
             "extend_form": ExtendForm(prefix="extend"),
             "fulfil_form": FulfilForm(prefix="fulfil"),
             "deny_form": DenyForm(prefix="deny"),
             "urls": {
                 name: self._url(name, privacy_request.pk)
-                for name in ("acknowledge", "send_code", "verify", "extend", "fulfil", "deny")
+                for name in ("acknowledge", "send_code", "check_code", "verify", "extend", "fulfil", "deny")
             },
             "packages": self._packages_context(request, privacy_request),
         }
@@ -903,6 +960,17 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
             )
 
         return self._act(request, object_id, None, "", run, doing="send a code")
+
+    @method_decorator(require_POST)
+    def check_code_view(self, request, object_id):
+        """The code the person read out to staff, checked like one typed on the status page (the same
+        attempts, expiry and limits), for requests filed by staff, which have no status page."""
+
+        def run(privacy_request, data):
+            privacy_verification_confirm(request=privacy_request, code=data["code"], user=request.user)
+            return "The code is right: identity verified.", messages.SUCCESS
+
+        return self._act(request, object_id, CheckCodeForm, "code", run, doing="check the code")
 
     @method_decorator(require_POST)
     def verify_view(self, request, object_id):

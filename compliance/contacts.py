@@ -26,6 +26,10 @@ class ContactDirectory(Protocol):
 
     def contact_by_id(self, contact_id: int) -> ContactInfo | None: ...
 
+    def contact_ids_for_person(self, phone_number: str) -> list[int]:
+        """Every contact that is the person with this E.164 number: by number, and by WhatsApp id
+        (older contacts of the same person whose number changed)."""
+
     def phone_number_normalize(self, raw: str) -> str:
         """`raw` as E.164. Raises ValidationError (code `invalid_phone_number`) for a bad number."""
 

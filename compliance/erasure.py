@@ -15,6 +15,8 @@ chain still verifies.
 
 import hashlib
 import json
+import re
+from functools import partial
 from typing import Any
 
 from django.contrib.admin.models import LogEntry
@@ -24,12 +26,16 @@ from django.utils import timezone
 
 from compliance.crypto import EvidenceUnavailable, phone_keyed_hash
 from compliance.models import (
+    ConsentEvent,
     ConsentState,
     ConsentSubject,
     DeletionCertificate,
     LedgerHead,
+    PrivacyOutcome,
     PrivacyRequest,
+    PrivacyRequestEvent,
     PrivacyRequestKind,
+    PrivacyRequestStatus,
 )
 from compliance.personal_data import CorrectableField, HeldCategory, HeldData, Person, holders, phone_formats
 from compliance.suppression import suppression_add
@@ -51,29 +57,99 @@ def certificate_digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _number_pattern(person: Person) -> re.Pattern:
+    """Any shape of the person's number, never as part of a longer number."""
+    shapes = sorted(phone_formats(person.phone_number), key=len, reverse=True)
+    return re.compile(r"(?<!\d)(?:" + "|".join(re.escape(shape) for shape in shapes) + r")(?!\d)")
+
+
+def _scrubber(person: Person):
+    """Replaces the person's number (any shape) and names in free text written about them."""
+    numbers = _number_pattern(person)
+    names = sorted((name for name in person.names if len(name) >= MIN_NAME_LENGTH), key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        text = numbers.sub(ERASED, text)
+        for name in names:
+            text = re.sub(re.escape(name), ERASED, text, flags=re.IGNORECASE)
+        return text
+
+    return scrub
+
+
 def _request_identities_erase(person: Person, request: PrivacyRequest, now) -> int:
-    """Clear what identifies the person on every request about them; keep the record itself."""
-    about = PrivacyRequest.objects.filter(phone_hash=request.phone_hash, identity_erased_at__isnull=True)
-    count = 0
+    """Clear what identifies the person on every request about them, and scrub the free text staff
+    wrote about them there and in the requests' timelines; keep the records themselves (dates,
+    nature, manner, outcome, basis of a denial)."""
+    scrub = _scrubber(person)
+    about = list(
+        PrivacyRequest.objects.select_for_update()
+        .filter(phone_hash=request.phone_hash, identity_erased_at__isnull=True)
+        .order_by("pk")
+    )
     for row in about:
         if row.agent_proof:
-            row.agent_proof.delete(save=False)  # names the consumer; its sha256 stays on the record
+            # It names the consumer; its sha256 stays on the record. Removed from storage only once
+            # the erasure has committed: a rollback must not leave the record pointing at nothing.
+            transaction.on_commit(partial(row.agent_proof.storage.delete, row.agent_proof.name))
         row.phone_number = row.requester_name = row.requester_email = row.details = ""
         row.corrections = {}
         row.agent_proof = ""
         row.code_hash = ""
+        for name in FREE_TEXT_FIELDS:
+            setattr(row, name, scrub(getattr(row, name)))
         row.identity_erased_at = now
         row.save()
-        count += 1
-    return count
+        for event in row.events.all():
+            detail = scrub(event.detail)
+            if detail != event.detail:
+                PrivacyRequestEvent.objects.filter(pk=event.pk).erase_personal_data(detail=detail)
+    return len(about)
+
+
+#: Notes staff write on a request, which may quote the person: scrubbed, not cleared (they explain
+#: the response the records must show).
+FREE_TEXT_FIELDS = (
+    "verification_note", "agent_proof_note", "extension_reason", "response_summary", "denial_explanation",
+)  # fmt: skip
+MIN_NAME_LENGTH = 3
+
+
+def _open_requests_close(request: PrivacyRequest, *, user) -> int:
+    """The person's other open requests cannot be answered any more: nothing is held about them.
+    Closed as complied with in part, saying why, so none is left waiting for a deadline."""
+    from compliance.privacy import Action, _close, _log
+
+    others = (
+        PrivacyRequest.objects.filter(phone_hash=request.phone_hash)
+        .exclude(pk=request.pk)
+        .exclude(status=PrivacyRequestStatus.CLOSED)
+    )
+    for other in others:
+        _close(
+            other,
+            user=user,
+            outcome=PrivacyOutcome.COMPLIED_IN_PART,
+            # Worded for whoever filed it (perhaps not the person): it must not reveal an erasure.
+            summary="No personal information is held about this number.",
+        )
+        _log(other, Action.CLOSED, user=user, detail=f"superseded by deletion request {request.reference}")
+    return len(others)
 
 
 def _admin_history_erase(person: Person) -> int:
-    needles = [*phone_formats(person.phone_number), *person.names]
+    """Django's admin history entries that quote the person's number (any shape). Entries about the
+    apps' own objects (a contact, a message) are redacted by those apps' holders."""
+    pattern = _number_pattern(person)
     matches = Q()
-    for needle in needles:
-        matches |= Q(object_repr__contains=needle) | Q(change_message__contains=needle)
-    return LogEntry.objects.filter(matches).update(object_repr=ERASED, change_message="")
+    for shape in phone_formats(person.phone_number):
+        matches |= Q(object_repr__contains=shape) | Q(change_message__contains=shape)
+    ids = [
+        entry.pk
+        for entry in LogEntry.objects.filter(matches).only("object_repr", "change_message")
+        if pattern.search(entry.object_repr) or pattern.search(entry.change_message)
+    ]
+    return LogEntry.objects.filter(pk__in=ids).update(object_repr=ERASED, change_message="")
 
 
 def person_erase(*, request: PrivacyRequest, user=None) -> DeletionCertificate:
@@ -89,7 +165,8 @@ def person_erase(*, request: PrivacyRequest, user=None) -> DeletionCertificate:
         for holder in holders():
             erased[holder.name] = holder.personal_data_erase(person)
         erased["privacy requests"] = {
-            "requests de-identified": _request_identities_erase(person, request, started_at)
+            "requests de-identified": _request_identities_erase(person, request, started_at),
+            "other open requests closed": _open_requests_close(request, user=user),
         }
         erased["admin history"] = {"entries redacted": _admin_history_erase(person)}
         suppression_add(
@@ -144,13 +221,14 @@ class ConsentPersonalData:
     def personal_data_collect(self, person: Person) -> HeldData:
         from compliance.services import consent_evidence
 
-        subject = (
-            ConsentSubject.objects.filter(contact_id=person.contact_id).first() if person.contact_id else None
-        )
-        if subject is None:
+        contact_ids = {*person.contact_ids, *([person.contact_id] if person.contact_id else [])}
+        subjects = list(ConsentSubject.objects.filter(contact_id__in=contact_ids))
+        if not subjects:
             return HeldData()
         events = []
-        for event in subject.events.order_by("sequence"):
+        for event in (
+            ConsentEvent.objects.filter(subject__in=subjects).select_related("subject").order_by("sequence")
+        ):
             try:
                 evidence = consent_evidence(event)
             except EvidenceUnavailable:
@@ -168,7 +246,7 @@ class ConsentPersonalData:
             )
         current = {
             state.purpose: {"status": state.status, "since": state.changed_at.isoformat()}
-            for state in subject.states.all()
+            for state in ConsentState.objects.filter(subject__in=subjects).order_by("changed_at")
         }
         return HeldData(
             categories=[
@@ -184,9 +262,10 @@ class ConsentPersonalData:
         )
 
     def personal_data_erase(self, person: Person) -> dict[str, int]:
-        if not person.contact_id:
+        contact_ids = {*person.contact_ids, *([person.contact_id] if person.contact_id else [])}
+        if not contact_ids:
             return {"consent keys destroyed": 0, "consent states deleted": 0}
-        subjects = ConsentSubject.objects.filter(contact_id=person.contact_id)
+        subjects = ConsentSubject.objects.filter(contact_id__in=contact_ids)
         states, _ = ConsentState.objects.filter(subject__in=subjects).delete()
         destroyed = subjects.update(wrapped_key=None, contact_id=None, erased_at=timezone.now())
         return {"consent keys destroyed": destroyed, "consent states deleted": states}

@@ -222,6 +222,11 @@ class AppendOnlyQuerySet(models.QuerySet):
     def bulk_update(self, objs, fields, batch_size=None):
         raise LedgerImmutableError(f"{self.model._meta.verbose_name_plural} cannot be changed.")
 
+    def erase_personal_data(self, **fields):
+        """The one change a record allows: removing a person's data that an erasure request reaches
+        (compliance.erasure). Nothing else may call it."""
+        return super().update(**fields)
+
 
 class AppendOnlyModel(models.Model):
     objects = AppendOnlyQuerySet.as_manager()

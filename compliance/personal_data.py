@@ -20,8 +20,11 @@ class Person:
     """Everything we know that identifies the subject of a request, to find them in every store."""
 
     phone_number: str  # E.164
-    contact_id: int | None = None
+    contact_id: int | None = None  # the contact with this number now
     names: tuple[str, ...] = ()  # names they are known by: profile name, the name given on the request
+    # Every contact that is this person: the current one and older ones under the same WhatsApp id
+    # (a number changed), so no holder keeps what it filed under an older contact.
+    contact_ids: tuple[int, ...] = ()
 
     @property
     def wa_id(self) -> str:

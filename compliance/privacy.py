@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -53,6 +54,7 @@ Action = PrivacyRequestEvent.Action
 KNOW_KINDS = frozenset({PrivacyRequestKind.KNOW_CATEGORIES, PrivacyRequestKind.KNOW_SPECIFIC})
 MAX_CODE_ATTEMPTS = 5
 MAX_CODES_SENT = 5
+MAX_CODES_PER_NUMBER_PER_DAY = 3
 CODE_RESEND_AFTER = timedelta(seconds=60)
 AGENT_PROOF_MAX_BYTES = 10 * 1024 * 1024
 #: Channels where the person is answered the moment they file: that answer is the acknowledgement.
@@ -108,8 +110,6 @@ def _holidays() -> list[date]:
 
 def privacy_today() -> date:
     """Today in the business's time zone: the calendar the deadlines are counted in."""
-    from zoneinfo import ZoneInfo
-
     return timezone.now().astimezone(ZoneInfo(settings.PRIVACY_TIME_ZONE)).date()
 
 
@@ -233,36 +233,71 @@ def privacy_request_file(
         kind=kind, received_at=received_at, tz=settings.PRIVACY_TIME_ZONE, extra_holidays=_holidays()
     )
     contact = directory().contact_for_phone(phone_number=e164, create=False)
-    with transaction.atomic():
-        request = PrivacyRequest(
-            reference=_reference(),
-            kind=kind,
-            channel=channel,
-            status=PrivacyRequestStatus.RECEIVED
-            if not needs_verification(kind)
-            else PrivacyRequestStatus.AWAITING_VERIFICATION,
-            phone_number=e164,
-            phone_hash=phone_keyed_hash(e164),
-            requester_name=requester_name.strip()[:200],
-            requester_email=requester_email.strip(),
-            details=details.strip(),
-            corrections=cleaned_corrections,
-            contact_id=contact.id if contact else None,
-            agent_name=agent_name[:200],
-            agent_email=agent_email.strip(),
-            agent_proof_sha256=proof_digest,
-            agent_proof_note=agent_proof_note.strip(),
-            received_at=received_at,
-            rule_version=clocks.rule_version,
-            acknowledge_due=clocks.acknowledge_due,
-            respond_due=clocks.respond_due,
-            original_respond_due=clocks.respond_due,
-            verification_method="" if needs_verification(kind) else VerificationMethod.NOT_REQUIRED,
-            filed_by=filed_by if filed_by is not None and not isinstance(filed_by, str) else None,
-        )
-        if agent_proof is not None:
-            request.agent_proof.save(f"{request.reference}-{agent_proof.name}"[-90:], agent_proof, save=False)
-        request.full_clean(exclude=["agent_proof"])
+    stored_proof = None
+    try:
+        with transaction.atomic():
+            request, stored_proof = _request_store(
+                kind=kind,
+                channel=channel,
+                e164=e164,
+                requester_name=requester_name,
+                requester_email=requester_email,
+                details=details,
+                corrections=cleaned_corrections,
+                contact_id=contact.id if contact else None,
+                agent_name=agent_name,
+                agent_email=agent_email,
+                agent_proof=agent_proof,
+                proof_digest=proof_digest,
+                agent_proof_note=agent_proof_note,
+                received_at=received_at,
+                clocks=clocks,
+                filed_by=filed_by,
+            )
+    except BaseException:
+        if stored_proof:  # the row was not committed: neither may its uploaded file stay behind
+            PrivacyRequest._meta.get_field("agent_proof").storage.delete(stored_proof)
+        raise
+    _after_filing(request, kind=kind, channel=channel, status_link=status_link)
+    request.refresh_from_db()  # fulfilment or the code changed the row since it was saved here
+    return request
+
+
+def _request_store(
+    *, kind, channel, e164, requester_name, requester_email, details, corrections, contact_id, agent_name,
+    agent_email, agent_proof, proof_digest, agent_proof_note, received_at, clocks, filed_by,
+) -> tuple[PrivacyRequest, str | None]:  # fmt: skip
+    """The new row, its FILED (and, self-service, ACKNOWLEDGED) events, and the stored proof's name."""
+    request = PrivacyRequest(
+        reference=_reference(),
+        kind=kind,
+        channel=channel,
+        status=PrivacyRequestStatus.RECEIVED
+        if not needs_verification(kind)
+        else PrivacyRequestStatus.AWAITING_VERIFICATION,
+        phone_number=e164,
+        phone_hash=phone_keyed_hash(e164),
+        requester_name=requester_name.strip()[:200],
+        requester_email=requester_email.strip(),
+        details=details.strip(),
+        corrections=corrections,
+        contact_id=contact_id,
+        agent_name=agent_name[:200],
+        agent_email=agent_email.strip(),
+        agent_proof_sha256=proof_digest,
+        agent_proof_note=agent_proof_note.strip(),
+        received_at=received_at,
+        rule_version=clocks.rule_version,
+        acknowledge_due=clocks.acknowledge_due,
+        respond_due=clocks.respond_due,
+        original_respond_due=clocks.respond_due,
+        verification_method="" if needs_verification(kind) else VerificationMethod.NOT_REQUIRED,
+        filed_by=filed_by if filed_by is not None and not isinstance(filed_by, str) else None,
+    )
+    request.full_clean(exclude=["agent_proof"])  # before the file is stored: no orphan on refusal
+    if agent_proof is not None:
+        request.agent_proof.save(f"{request.reference}-{agent_proof.name}"[-90:], agent_proof, save=False)
+    try:
         request.save()
         filer = filed_by if filed_by is not None else "requester"
         _log(
@@ -279,6 +314,15 @@ def privacy_request_file(
             request.acknowledged_at = received_at
             request.save(update_fields=["acknowledged_at"])
             _log(request, Action.ACKNOWLEDGED, user=filer, at=received_at, detail="confirmed on filing")
+    except BaseException:
+        if request.agent_proof.name:  # the row will not be committed: its file must not stay behind
+            request.agent_proof.storage.delete(request.agent_proof.name)
+        raise
+    return request, (request.agent_proof.name or None)
+
+
+def _after_filing(request: PrivacyRequest, *, kind: str, channel: str, status_link) -> None:
+    """What follows a committed filing: the receipt, then fulfilment (opt-out, limit) or a code."""
     _notify_by_email(
         request,
         subject=f"We received your privacy request {request.reference}",
@@ -296,14 +340,13 @@ def privacy_request_file(
             privacy_verification_start(request=request)
         except ValidationError:
             logger.info("No verification code for %s", request.reference)
-    request.refresh_from_db()  # fulfilment or the code changed the row since it was saved here
-    return request
 
 
 def _receipt_text(request: PrivacyRequest) -> str:
     return (
         f"We received your request ({request.get_kind_display().lower()}) on "
-        f"{timezone.localtime(request.received_at):%B %d, %Y}. Its reference is {request.reference}.\n"
+        f"{timezone.localtime(request.received_at, ZoneInfo(settings.PRIVACY_TIME_ZONE)):%B %d, %Y}. "
+        f"Its reference is {request.reference}.\n"
         f"We will respond by {request.respond_due:%B %d, %Y}.\n"
         + (
             "Before we can act on it we must verify your identity: we send a one-time code to the "
@@ -324,8 +367,9 @@ def _notify_by_email(request: PrivacyRequest, *, subject: str, body: str, user=N
         return []
     try:
         send_mail(subject, body, None, recipients)
-    except Exception:
-        logger.exception("Could not email the notice for %s", request.reference)
+    except Exception as exc:
+        # Not logger.exception: SMTP errors quote the recipients' addresses.
+        logger.error("Could not email the notice for %s: %s", request.reference, type(exc).__name__)
         return []
     _log(request, Action.NOTICE_SENT, user=user, detail=f"{subject} (by email)")
     return ["email"]
@@ -402,6 +446,19 @@ def privacy_verification_start(*, request: PrivacyRequest, user=None) -> bool:
                 "Too many codes were sent for this request: we will verify you another way.",
                 "too_many_codes",
             )
+        # Per number too, across requests: filing request after request must not turn the page into a
+        # way to send WhatsApp messages to someone else's phone.
+        recent = PrivacyRequestEvent.objects.filter(
+            request__phone_hash=request.phone_hash,
+            action=Action.CODE_SENT,
+            at__gte=timezone.now() - timedelta(days=1),
+        ).count()
+        if recent >= MAX_CODES_PER_NUMBER_PER_DAY:
+            raise _error(
+                None,
+                "Too many codes were sent to this number today: we will verify you another way.",
+                "too_many_codes",
+            )
         contact = directory().contact_for_phone(phone_number=request.phone_number, create=False)
         if contact is None:
             return False
@@ -425,7 +482,7 @@ def privacy_verification_start(*, request: PrivacyRequest, user=None) -> bool:
         return True
 
 
-def privacy_verification_confirm(*, request: PrivacyRequest, code: str) -> PrivacyRequest:
+def privacy_verification_confirm(*, request: PrivacyRequest, code: str, user=None) -> PrivacyRequest:
     """Check a code the person typed. Five wrong tries or an expired code need a new code."""
     with transaction.atomic():
         request = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
@@ -442,9 +499,20 @@ def privacy_verification_confirm(*, request: PrivacyRequest, code: str) -> Priva
         correct = hmac.compare_digest(request.code_hash, _code_digest(request, (code or "").strip()))
         if not correct:
             request.save(update_fields=["code_attempts"])
-            _log(request, Action.CODE_FAILED, user="requester", detail=f"attempt {request.code_attempts}")
+            _log(
+                request,
+                Action.CODE_FAILED,
+                user=user or "requester",
+                detail=f"attempt {request.code_attempts}",
+            )
         else:
-            _mark_verified(request, method=VerificationMethod.WHATSAPP_CODE, user=None, note="")
+            # verified_by stays empty: the person proved it with the code, whoever typed it in.
+            _mark_verified(
+                request,
+                method=VerificationMethod.WHATSAPP_CODE,
+                user=None,
+                note="" if user is None else f"code read out to {user.get_username()}",
+            )
     if not correct:
         raise _error(
             "code", "That code is not right. Check the WhatsApp message and try again.", "wrong_code"
@@ -556,6 +624,7 @@ def _person(request: PrivacyRequest) -> Person:
         phone_number=request.phone_number,
         contact_id=contact.id if contact else None,
         names=tuple(sorted(name for name in names if name)),
+        contact_ids=tuple(directory().contact_ids_for_person(request.phone_number)),
     )
 
 
@@ -672,6 +741,15 @@ def privacy_request_fulfil(
     if outcome == PrivacyOutcome.COMPLIED_IN_PART and not summary.strip():
         raise _error("summary", "Say what was not done and why.", "summary_required")
     with transaction.atomic():
+        if request.kind == PrivacyRequestKind.DELETE:
+            # An erasure rewrites every request about the number: lock them all first, in one order,
+            # so two deletions for one person queue instead of deadlocking (the second then finds
+            # itself closed as superseded).
+            list(
+                PrivacyRequest.objects.select_for_update()
+                .filter(phone_hash=request.phone_hash)
+                .order_by("pk")
+            )
         request = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
         _require_open_and_verified(request)
         emails = [a for a in (request.requester_email, request.agent_email) if a]
@@ -687,8 +765,10 @@ def privacy_request_fulfil(
                 emails,
             )
             _log(request, Action.NOTICE_SENT, user=user, detail="completion notice (by email)")
-        except Exception:
-            logger.exception("Could not email the completion notice for %s", request.reference)
+        except Exception as exc:
+            logger.error(
+                "Could not email the completion notice for %s: %s", request.reference, type(exc).__name__
+            )
     elif request.kind != PrivacyRequestKind.DELETE:
         _notify_by_email(
             request,
@@ -736,8 +816,9 @@ def _fulfil_opt_out(request: PrivacyRequest, user) -> str:
     except ValidationError as exc:
         if "suppressed" not in {error.code for error in _error_list(exc)}:
             raise
+        # Told apart only here: the person's answer must not reveal that the number was erased before.
         _log(request, Action.OPTED_OUT, user=user, detail="already on the suppression list")
-        return "This number is on our suppression list: it receives no messages of any kind from us."
+        return OPT_OUT_SUMMARY
     user_id = user.pk if user is not None and not isinstance(user, str) else None
     consent_record(
         contact_id=contact.id,
@@ -749,10 +830,13 @@ def _fulfil_opt_out(request: PrivacyRequest, user) -> str:
     )
     request.contact_id = contact.id
     _log(request, Action.OPTED_OUT, user=user, detail="marketing opt-out recorded in the consent ledger")
-    return (
-        "Opted out of sale and sharing: you will receive no marketing messages, and we do not sell or share "
-        "your personal information."
-    )
+    return OPT_OUT_SUMMARY
+
+
+OPT_OUT_SUMMARY = (
+    "Opted out of sale and sharing: you will receive no marketing messages, and we do not sell or share "
+    "your personal information."
+)
 
 
 def _fulfil_limit(request: PrivacyRequest, user) -> str:

@@ -1,4 +1,5 @@
-"""The record of privacy requests and the yearly metrics the CCPA regulations ask for (selectors only).
+"""The record of privacy requests and the yearly metrics the CCPA regulations ask for (selectors, and the
+check a range typed by a person must pass).
 
 - 11 CCR §7101(a): keep, for at least 24 months, a record of every request: the date of the request,
   its nature, the manner in which it was made, the date and nature of the response, and the basis for
@@ -21,6 +22,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils.text import capfirst
 
 from compliance.audit import scrub_phone_numbers
@@ -66,6 +68,10 @@ METRIC_COLUMNS = {
     "mean_days": "Mean days to respond",
 }
 ALL_KINDS = "all"
+#: The records a range may ask for: none were received before 1970, and ten years is more than any audit
+#: asks (the regulations want 24 months) while keeping one export's work bounded.
+RECORDS_EARLIEST = date(1970, 1, 1)
+RECORDS_MAX_YEARS = 10
 #: Cells a spreadsheet would run as a formula (CSV injection): such text gets a leading apostrophe.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -85,6 +91,35 @@ def _day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
         datetime.combine(start, time.min, tzinfo=zone),
         datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone),
     )
+
+
+def privacy_records_range_check(*, start: date, end: date) -> None:
+    """What a range typed by a person must be before `privacy_records` runs on it (forms call this):
+    a ValidationError whose code says why not: `date_out_of_range` (before 1970 or after this year,
+    where no request can be yet; 9999-12-31 would not even have a day after it to count up to),
+    `invalid_range` (it ends before it starts) or `range_too_long` (over ten years)."""
+    latest = date(privacy_today().year, 12, 31)
+    if not (RECORDS_EARLIEST <= start <= latest and RECORDS_EARLIEST <= end <= latest):
+        raise ValidationError(
+            "Choose dates from %(earliest)s to %(latest)s.",
+            code="date_out_of_range",
+            params={"earliest": RECORDS_EARLIEST.isoformat(), "latest": latest.isoformat()},
+        )
+    if end < start:
+        raise ValidationError("The range ends before it starts.", code="invalid_range")
+    if end >= _years_after(start, RECORDS_MAX_YEARS):
+        raise ValidationError(
+            "Choose a range of at most %(years)s years.",
+            code="range_too_long",
+            params={"years": RECORDS_MAX_YEARS},
+        )
+
+
+def _years_after(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February, in a year without one
+        return day.replace(year=day.year + years, day=28) + timedelta(days=1)
 
 
 def _received_between(start: date, end: date):

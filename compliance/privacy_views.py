@@ -10,6 +10,9 @@
 `<token>` is the reference signed with a timestamp (never the bare reference, which a stranger could
 guess): whoever filed the request holds it, and it expires after STATUS_LINK_MAX_AGE.
 
+Once the person is erased (a deletion request of theirs was fulfilled), every request about them keeps
+only its record (`identity_erased_at`, no number): its page says so and offers no code and no download.
+
 Before the person has proven the number is theirs, no page may tell whether we know the number. The
 service sends a code only to numbers we know, so for every other request this module keeps a stand-in
 ("cover") in the cache that answers resends and codes exactly as a real code would (same cool-down,
@@ -288,10 +291,16 @@ _OUTCOME_WORDS = {
 }
 
 
+def _erased(request: PrivacyRequest) -> bool:
+    """The person this request was about has been erased: nothing is held to verify or hand out."""
+    return request.identity_erased_at is not None
+
+
 def _download_until(request: PrivacyRequest):
     """Until when the right-to-know answer can be downloaded (None: it cannot, or not yet)."""
     if (
-        request.kind not in privacy.KNOW_KINDS
+        _erased(request)
+        or request.kind not in privacy.KNOW_KINDS
         or request.outcome not in COMPLIED
         or request.responded_at is None
     ):
@@ -304,6 +313,13 @@ def _render_status(
 ):
     zone = ZoneInfo(settings.PRIVACY_TIME_ZONE)
     until = _download_until(request)
+    erased = _erased(request)
+    if request.is_closed:
+        status_words = _OUTCOME_WORDS.get(request.outcome, "Closed")
+    elif erased:
+        status_words = "Closed: the information it was about has been erased"
+    else:
+        status_words = _STATUS_WORDS[request.status]
     return render(
         http_request,
         "compliance/privacy_status.html",
@@ -311,11 +327,10 @@ def _render_status(
             "privacy_request": request,
             "token": token,
             "kind_label": KIND_LABELS.get(request.kind, request.get_kind_display()),
-            "status_words": _OUTCOME_WORDS.get(request.outcome, "Closed")
-            if request.is_closed
-            else _STATUS_WORDS[request.status],
+            "status_words": status_words,
             "received_on": timezone.localtime(request.received_at, zone).date(),
-            "awaiting_code": request.status == PrivacyRequestStatus.AWAITING_VERIFICATION,
+            "erased": erased,
+            "awaiting_code": _awaiting_code(request),
             "code_form": code_form or VerificationCodeForm(),
             "code_error": code_error,
             "filed": http_request.GET.get("filed") == "1",
@@ -328,6 +343,11 @@ def _render_status(
         },
         status=status,
     )
+
+
+def _awaiting_code(request: PrivacyRequest) -> bool:
+    # An erased request has no number left to send a code to or to check one against.
+    return request.status == PrivacyRequestStatus.AWAITING_VERIFICATION and not _erased(request)
 
 
 def _back_to_status(token: str, query: str = ""):
@@ -345,7 +365,7 @@ def privacy_request_status(http_request, request: PrivacyRequest, token: str):
 @require_POST
 @_with_request
 def privacy_request_verify(http_request, request: PrivacyRequest, token: str):
-    if request.status != PrivacyRequestStatus.AWAITING_VERIFICATION:
+    if not _awaiting_code(request):
         return _back_to_status(token)  # e.g. the form sent twice: the page says where things stand
     form = VerificationCodeForm(http_request.POST)
     if not form.is_valid():
@@ -368,7 +388,7 @@ def privacy_request_verify(http_request, request: PrivacyRequest, token: str):
 @require_POST
 @_with_request
 def privacy_request_new_code(http_request, request: PrivacyRequest, token: str):
-    if request.status != PrivacyRequestStatus.AWAITING_VERIFICATION:
+    if not _awaiting_code(request):
         return _back_to_status(token)
     try:
         sent = privacy.privacy_verification_start(request=request)
@@ -392,17 +412,21 @@ def privacy_request_new_code(http_request, request: PrivacyRequest, token: str):
 
 
 def _package_or_404(http_request, request: PrivacyRequest):
+    """The package to hand out, or the friendly page saying why there is none: 404 while there is none
+    yet, 410 once it is gone for good (the 30 days passed, or the person was erased since)."""
     until = _download_until(request)
     if until is None or timezone.now() > until:
+        gone = until is not None or _erased(request)
         return None, render(
             http_request,
             "compliance/privacy_link_invalid.html",
             {
                 "no_package": True,
                 "expired": until is not None,
+                "erased": _erased(request),
                 "contact_email": settings.PRIVACY_CONTACT_EMAIL,
             },
-            status=410 if until is not None else 404,
+            status=410 if gone else 404,
         )
     package = privacy.privacy_package_build(request=request)
     privacy.privacy_package_delivered(

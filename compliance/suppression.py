@@ -2,7 +2,8 @@
 
 The gate refuses every send to a listed number; adding a listed number back (consent opt-in, contact
 import or creation) is refused with `suppressed`, so a person erased at their own request cannot come
-back silently. Writing to us again is their own act: inbound messages are still stored.
+back silently. Nothing is sent to it either, not even a reply: the gate checks the list before every
+send. (Inbound messages from the number are still stored: what someone sends us is theirs to send.)
 """
 
 from django.core.exceptions import ValidationError
@@ -24,8 +25,7 @@ def suppression_refusal(entry: Suppression) -> ValidationError:
     if entry.privacy_request_id:
         message = (
             "This number was erased at its owner's request (privacy request %(reference)s) and is on the "
-            "suppression list: it cannot be added or opted in again. Only the person themselves can come "
-            "back, by writing to us on WhatsApp."
+            "suppression list: it cannot be added or opted in again, and nothing is sent to it."
         )
         params = {"reference": entry.privacy_request.reference}
     else:

@@ -150,8 +150,9 @@ def opt_in(request):
         if _is_suppressed(exc):
             form.add_error(
                 "phone_number",
-                "This number was removed from our records at its owner's request and cannot be signed up "
-                "again here. To hear from us again, send us a message on WhatsApp.",
+                # Worded for anyone who types the number: it must not say why (an erasure request).
+                f"We cannot sign up this number here. If it is yours, please write to "
+                f"{settings.PRIVACY_CONTACT_EMAIL}.",
             )
             return _render_form(request, form, text, status=400)
         form.add_error(None, "We could not record your choice. Please check your details and try again.")

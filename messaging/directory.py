@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from compliance.contacts import ContactInfo
 from compliance.gate import SystemPurpose
 from messaging.models import Contact, Sender
+from messaging.personal_data import person_contact_ids
 from messaging.phone import phone_normalize
 from messaging.services import contact_create, sender_get_default
 
@@ -44,6 +45,9 @@ class MessagingContactDirectory:
     def contact_by_id(self, contact_id: int) -> ContactInfo | None:
         contact = Contact.objects.filter(pk=contact_id).first()
         return _info(contact) if contact else None
+
+    def contact_ids_for_person(self, phone_number: str) -> list[int]:
+        return person_contact_ids(phone_number)
 
     def phone_number_normalize(self, raw: str) -> str:
         return phone_normalize(raw)

@@ -158,7 +158,8 @@ def contact_for_inbound(
 ) -> Contact | None:
     """The person by wa_id, else business-scoped user id, else phone number; created when we have a
     number. None for someone we do not know and whose number Meta does not give (username-only users).
-    Known details Meta sent (wa_id, user id, username, profile name) are brought up to date."""
+    Known details Meta sent (wa_id, user id, username, profile name) are brought up to date, except a
+    name the person corrected."""
     contact = None
     if wa_id:
         contact = Contact.objects.filter(wa_id=wa_id).order_by("pk").first()
@@ -181,6 +182,11 @@ def contact_for_inbound(
                 )
         except IntegrityError:  # created by a concurrent delivery a moment ago
             return Contact.objects.get(phone_number=phone)
+    # A name the person corrected through a privacy request (CCPA's right to correct) stays: their
+    # WhatsApp profile name, sent with every message, would otherwise undo the correction silently.
+    # Staff may still edit the name in the admin.
+    if contact.name_corrected_at is not None:
+        profile_name = ""
     changed = []
     for field, value in (
         ("wa_id", wa_id),

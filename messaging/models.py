@@ -50,6 +50,9 @@ class Contact(models.Model):
     user_id = models.CharField("business-scoped user id", max_length=128, blank=True, db_index=True)
     username = models.CharField(max_length=64, blank=True)
     profile_name = models.CharField(max_length=256, blank=True)
+    # Set when the person corrected their name through a privacy request: from then on the name they
+    # gave wins over the WhatsApp profile name that comes with every inbound message (messaging.inbound).
+    name_corrected_at = models.DateTimeField(null=True, blank=True, editable=False)
     locale = models.CharField(max_length=16, blank=True, help_text="e.g. en_US")
     timezone = models.CharField(
         max_length=64,

@@ -9,16 +9,21 @@ Where messaging keeps a person:
     WebhookEvent       the raw deliveries as received: their items, often batched with other people's
     ProviderAlert      Meta's notices for staff, whose title, details and payload may quote them
     other people's messages, timelines and provider calls: a contact card or a text quoting the number
+    LogEntry           Django's admin history of their contacts and messages, and entries quoting them
 
 Erasure deletes the contact (its messages, timelines and provider calls go with it) and the pending
 statuses about them, removes their items from stored webhooks and redacts what remains anywhere else
 (to "[erased]"). Other people's data is kept: in a batched webhook only this person's items go.
 
 What counts as "mentioning" the person: any shape of their number (compliance.personal_data
-.phone_formats), their WhatsApp and business-scoped user ids and username, their names, and, where their
-own items were (webhooks, alerts), the texts of their messages. Names and texts are not looked for in
-other people's conversations: a name is not unique, and "Ava Jones" or "Thanks, see you tomorrow" in
-someone else's message is that person's data, not this one's. A number is unique, so it is.
+.phone_formats), their WhatsApp and business-scoped user ids and username: these are unique to them, so
+they are replaced wherever they are. Their names and the texts of their messages are replaced only in
+what is about them: their own items (removed whole), and an alert or a processing error that quotes
+one of those unique identifiers. A name is not unique, and "Ava Jones" or "Thanks, see you tomorrow"
+in someone else's message (or in an alert about someone else) is that person's data, not this one's.
+
+A needle matches only as a whole: a number never inside a longer number ("+15550123456" is not in
+"155501234567" nor in "Order 5550123456789"), a name or username never inside a longer word.
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
+from django.utils import timezone
 
 from compliance.personal_data import CorrectableField, HeldCategory, HeldData, Person, phone_formats
 from messaging.models import (
@@ -99,11 +107,25 @@ def _longest_first(needles: Iterable[str]) -> tuple[str, ...]:
 
 
 def person_contacts(person: Person) -> QuerySet[Contact]:
-    """The person's contacts: by id, by number, and by WhatsApp id (a contact whose number changed)."""
-    match = Q(phone_number=person.phone_number) | Q(wa_id=person.wa_id)
-    if person.contact_id is not None:
-        match |= Q(pk=person.contact_id)
-    return Contact.objects.filter(match)
+    """The person's contacts: by id (`contact_id`, `contact_ids`), by number, and by WhatsApp id and
+    business-scoped user id, theirs or those of the contacts found so (an older contact of the same
+    person whose number changed keeps the WhatsApp id or user id)."""
+    ids = {*person.contact_ids, *([person.contact_id] if person.contact_id is not None else [])}
+    found = list(
+        Contact.objects.filter(
+            Q(pk__in=ids) | Q(phone_number=person.phone_number) | Q(wa_id=person.wa_id)
+        ).only("wa_id", "user_id")
+    )
+    wa_ids = {person.wa_id} | {c.wa_id for c in found if c.wa_id}
+    user_ids = {c.user_id for c in found if c.user_id}
+    return Contact.objects.filter(
+        Q(pk__in=[c.pk for c in found]) | Q(wa_id__in=sorted(wa_ids)) | Q(user_id__in=sorted(user_ids))
+    )
+
+
+def person_contact_ids(phone_number: str) -> list[int]:
+    """Every contact that is the person with this E.164 number (ContactDirectory.contact_ids_for_person)."""
+    return sorted(person_contacts(Person(phone_number=phone_number)).values_list("pk", flat=True))
 
 
 def _message_texts(message: Message) -> set[str]:
@@ -169,12 +191,36 @@ def _with_json_text(queryset: QuerySet, json_fields: Iterable[str]) -> QuerySet:
 # --- Redaction (pure) --------------------------------------------------------------------------------
 
 
+#: What may not touch a needle's edge: a digit next to a number ("+15550123456" is not in
+#: "155501234567"), a letter next to a name or username ("Ava" is not in "Lava"). `[^\W\d_]` is a letter
+#: in any script.
+DIGIT_BEFORE, DIGIT_AFTER = r"(?<!\d)", r"(?!\d)"
+LETTER_BEFORE, LETTER_AFTER = r"(?<![^\W\d_])", r"(?![^\W\d_])"
+
+
+def _whole(needle: str) -> str:
+    """A regex for `needle` standing on its own, never as part of a longer number or word."""
+    first, last = needle[0], needle[-1]
+    before = DIGIT_BEFORE if first.isdigit() or first == "+" else LETTER_BEFORE if first.isalpha() else ""
+    after = DIGIT_AFTER if last.isdigit() else LETTER_AFTER if last.isalpha() else ""
+    return before + re.escape(needle) + after
+
+
+@lru_cache(maxsize=64)
+def _needles_pattern(needles: tuple[str, ...]) -> re.Pattern | None:
+    # Longest first: the alternation takes the first that matches, and "15550123456" must be replaced
+    # whole, not leave a "1" before "[erased]".
+    ordered = sorted({n for n in needles if n}, key=lambda n: (-len(n), n))
+    return re.compile("|".join(_whole(n) for n in ordered)) if ordered else None
+
+
 def scrub(value: Any, needles: tuple[str, ...]) -> Any:
-    """`value` with every needle in every string (keys included) replaced by "[erased]"."""
+    """`value` with every needle in every string (keys included) replaced by "[erased]", where it
+    stands whole (see the module docstring)."""
     if isinstance(value, str):
-        for needle in needles:
-            if needle in value:
-                value = value.replace(needle, ERASED)
+        # The plain substring test first: most strings hold no needle, and it is far cheaper.
+        if any(needle and needle in value for needle in needles):
+            value = _needles_pattern(tuple(needles)).sub(ERASED, value)
         return value
     if isinstance(value, dict):
         return {scrub(key, needles): scrub(item, needles) for key, item in value.items()}
@@ -183,6 +229,17 @@ def scrub(value: Any, needles: tuple[str, ...]) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and str(value) in needles:
         return ERASED  # a number written as a JSON number
     return value
+
+
+def _mentions(value: Any, needles: tuple[str, ...]) -> bool:
+    return scrub(value, needles) != value
+
+
+def _forget_if_about(value: Any, traces: Traces) -> Any:
+    """Free text we cannot split by person (a processing error, a body that is not JSON). If it quotes
+    one of their unique identifiers it is about them, and their names and texts go too; if not, it is
+    left as it is: a name alone is not them (see the module docstring)."""
+    return scrub(value, traces.everything) if _mentions(value, traces.unique) else value
 
 
 def _is_persons_item(item: Any, traces: Traces, id_keys: tuple[str, str]) -> bool:
@@ -200,7 +257,9 @@ def _is_any_persons_item(item: Any, traces: Traces) -> bool:
 
 def webhook_body_forget(body: Any, traces: Traces) -> tuple[Any, int]:
     """A webhook body without the person's items (their contacts entry, messages, statuses and
-    preferences), other mentions of them scrubbed. Returns the body and how many items were removed."""
+    preferences), and their unique identifiers replaced in what remains. What remains is other
+    people's: their names and words stay, even when they name this person. Returns the body and how
+    many items were removed."""
     removed = 0
     entries = body.get("entry") if isinstance(body, dict) else None
     for entry in entries if isinstance(entries, list) else []:
@@ -215,14 +274,14 @@ def webhook_body_forget(body: Any, traces: Traces) -> tuple[Any, int]:
                     kept = [item for item in items if not _is_persons_item(item, traces, id_keys)]
                     removed += len(items) - len(kept)
                     value[key] = kept
-    return scrub(body, traces.everything), removed
+    return scrub(body, traces.unique), removed
 
 
 def webhook_raw_forget(raw_body: str, traces: Traces) -> tuple[str, int]:
     try:
         body = json.loads(raw_body)
     except ValueError:
-        return scrub(raw_body, traces.everything), 0  # not JSON (a hand-made row): plain replacement
+        return _forget_if_about(raw_body, traces), 0  # not JSON (a hand-made row): no items to tell apart
     forgotten, removed = webhook_body_forget(json.loads(raw_body), traces)
     if forgotten == body:
         # The database's match was looser than ours (SQLite's LIKE ignores case): leave it as received.
@@ -235,7 +294,7 @@ def _webhook_event_forget(event: WebhookEvent, traces: Traces) -> bool:
     signature: expected, and noted in its summary. `body_sha256` stays, so a redelivery of the original
     body is still recognised as a duplicate, and never brings the person back."""
     raw_body, removed = webhook_raw_forget(event.raw_body, traces)
-    error = scrub(event.error, traces.everything)
+    error = _forget_if_about(event.error, traces)
     if raw_body == event.raw_body and error == event.error:
         return False
     summary = dict(event.summary or {})
@@ -286,6 +345,10 @@ class MessagingPersonalData:
                 if fields:
                     contact_update(contact=contact, **fields)
                     changed.update(name for name, field in CONTACT_FIELD.items() if field in fields)
+                if "name" in wanted and ("profile_name" in fields or contact.name_corrected_at is None):
+                    # The name they asked for now outranks their WhatsApp profile name, which every
+                    # inbound message would otherwise write back (messaging.inbound).
+                    Contact.objects.filter(pk=contact.pk).update(name_corrected_at=timezone.now())
         return sorted(changed)
 
     # -- Know --------------------------------------------------------------------------------------
@@ -323,12 +386,14 @@ class MessagingPersonalData:
 
         counts = {
             "pending statuses deleted": _pending_statuses_delete(traces, wamids),
-            "webhook events redacted": 0,
-            "alerts redacted": 0,
+            "webhook events redacted": sum(
+                _webhook_event_forget(event, traces) for event in _webhook_events_mentioning(traces)
+            ),
+            "alerts redacted": _alerts_redact(traces),
+            "admin history entries redacted": _admin_history_redact(
+                traces, contact_ids=[c.pk for c in contacts], message_ids=[m.pk for m in messages]
+            ),
         }
-        events = list(_webhook_events_mentioning(traces))
-        counts["webhook events redacted"] = sum(_webhook_event_forget(event, traces) for event in events)
-        counts["alerts redacted"] = _alerts_redact(traces, [event.pk for event in events])
 
         _, deleted = Contact.objects.filter(pk__in=[c.pk for c in contacts]).delete()
         counts |= {
@@ -493,6 +558,7 @@ def _contact_piece(contact: Contact) -> dict[str, Any]:
         "profile_name": contact.profile_name,
         "locale": contact.locale,
         "timezone": contact.timezone,
+        "name_corrected_at": _iso(contact.name_corrected_at),
         "tags": [tag.name for tag in contact.tags.all()],
         "last_message_from_you_at": _iso(contact.last_inbound_at),
         "created_at": _iso(contact.created_at),
@@ -545,22 +611,26 @@ def _pending_statuses_delete(traces: Traces, wamids: list[str]) -> int:
 
 
 def _webhook_events_mentioning(traces: Traces) -> QuerySet[WebhookEvent]:
-    # Their texts always come with their wa_id or user id, so the identifiers and names find every
-    # delivery that holds any of their items.
-    return WebhookEvent.objects.filter(
-        _mentioning(["raw_body", "error"], [*traces.identifiers, *traces.names])
-    ).only("raw_body", "error", "summary")
+    # Their items always carry their wa_id or user id, and a name alone changes nothing (see
+    # _forget_if_about), so the unique identifiers find every delivery there is something to do in.
+    return WebhookEvent.objects.filter(_mentioning(["raw_body", "error"], traces.unique)).only(
+        "raw_body", "error", "summary"
+    )
 
 
-def _alerts_redact(traces: Traces, event_ids: list[int]) -> int:
+def _alerts_redact(traces: Traces) -> int:
+    """Alerts about the person: one whose payload is their item, or that quotes a unique identifier of
+    theirs. Those lose the names and texts too; an alert that only shares a name is someone else's."""
     alerts = _with_json_text(ProviderAlert.objects.all(), ["payload"]).filter(
-        _mentioning(["title", "details"], [*traces.identifiers, *traces.names], json_fields=["payload"])
-        | Q(webhook_event__in=event_ids)
+        _mentioning(["title", "details"], traces.unique, json_fields=["payload"])
     )
     redacted = 0
     for alert in alerts:
+        theirs = _is_any_persons_item(alert.payload, traces)
+        if not theirs and not _mentions([alert.title, alert.details, alert.payload], traces.unique):
+            continue  # the database's match was looser than ours (a number inside a longer one)
         # An alert about one of their items (an inbound message we could not store, say) keeps no copy.
-        payload = {"erased": ERASED} if _is_any_persons_item(alert.payload, traces) else alert.payload
+        payload = {"erased": ERASED} if theirs else alert.payload
         fields = {
             "title": scrub(alert.title, traces.everything),
             "details": scrub(alert.details, traces.everything),
@@ -572,39 +642,59 @@ def _alerts_redact(traces: Traces, event_ids: list[int]) -> int:
     return redacted
 
 
+def _admin_history_redact(traces: Traces, *, contact_ids: list[int], message_ids: list[int]) -> int:
+    """Django's admin history of their contacts and messages (an entry's object_repr is the contact's
+    name and number, its change message the fields staff changed), and any entry quoting one of their
+    unique identifiers. Entries about other objects that only share a name are someone else's."""
+    types = ContentType.objects.get_for_models(Contact, Message)
+    about = Q(content_type=types[Contact], object_id__in=[str(pk) for pk in contact_ids]) | Q(
+        content_type=types[Message], object_id__in=[str(pk) for pk in message_ids]
+    )
+    ids = list(LogEntry.objects.filter(about).values_list("pk", flat=True))
+    ids += [
+        entry.pk
+        for entry in LogEntry.objects.filter(_mentioning(["object_repr", "change_message"], traces.unique))
+        .exclude(pk__in=ids)
+        .only("object_repr", "change_message")
+        if _mentions([entry.object_repr, entry.change_message], traces.unique)
+    ]
+    return LogEntry.objects.filter(pk__in=ids).update(object_repr=ERASED, change_message="")
+
+
 def _others_redact(traces: Traces) -> dict[str, int]:
     """Their number in other people's conversations (a shared contact card, a text quoting it), in
     timelines and in the delivery log. Only the unique identifiers: see the module docstring."""
     needles = traces.unique
-    messages = _with_json_text(Message.objects.all(), ["content"]).filter(
-        _mentioning(["preview", "error_details", "rejection_reason"], needles, json_fields=["content"])
-    )
-    message_count = 0
-    for message in messages:
-        Message.objects.filter(pk=message.pk).update(
-            preview=scrub(message.preview, needles),
-            content=scrub(message.content, needles),
-            error_details=scrub(message.error_details, needles),
-            rejection_reason=scrub(message.rejection_reason, needles),
-        )
-        message_count += 1
-    event_count = 0
-    for event in MessageStatusEvent.objects.filter(_mentioning(["detail"], needles)):
-        MessageStatusEvent.objects.filter(pk=event.pk).update(detail=scrub(event.detail, needles))
-        event_count += 1
-    call_count = 0
-    for call in ProviderCall.objects.filter(
-        _mentioning(["url", "request_body", "response_body", "error"], needles)
-    ):
-        ProviderCall.objects.filter(pk=call.pk).update(
-            url=scrub(call.url, needles),
-            request_body=scrub(call.request_body, needles),
-            response_body=scrub(call.response_body, needles),
-            error=scrub(call.error, needles),
-        )
-        call_count += 1
-    return {
-        "other people's messages redacted": message_count,
-        "other timelines redacted": event_count,
-        "provider calls redacted": call_count,
+    candidates = {
+        "other people's messages redacted": (
+            _with_json_text(Message.objects.all(), ["content"]).filter(
+                _mentioning(
+                    ["preview", "error_details", "rejection_reason"], needles, json_fields=["content"]
+                )
+            ),
+            ["preview", "content", "error_details", "rejection_reason"],
+        ),
+        "other timelines redacted": (
+            MessageStatusEvent.objects.filter(_mentioning(["detail"], needles)),
+            ["detail"],
+        ),
+        "provider calls redacted": (
+            ProviderCall.objects.filter(
+                _mentioning(["url", "request_body", "response_body", "error"], needles)
+            ),
+            ["url", "request_body", "response_body", "error"],
+        ),
     }
+    return {label: _rows_scrub(rows, fields, needles) for label, (rows, fields) in candidates.items()}
+
+
+def _rows_scrub(rows: QuerySet, fields: list[str], needles: tuple[str, ...]) -> int:
+    """Rewrite the candidate rows the database found (LIKE cannot tell "5550123456" alone from the
+    same digits inside a longer number) where a needle really stands; return how many changed."""
+    changed = 0
+    for row in rows.only(*fields):
+        values = {name: scrub(getattr(row, name), needles) for name in fields}
+        if any(getattr(row, name) != value for name, value in values.items()):
+            type(row).objects.filter(pk=row.pk).update(**values)
+            changed += 1
+    return changed

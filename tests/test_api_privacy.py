@@ -5,12 +5,14 @@ from datetime import date
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from compliance.models import ConsentStatus, PrivacyRequest
 from compliance.privacy import privacy_request_file
 from compliance.services import consent_status
+from config.idempotency import cache_key
 from messaging.models import Contact
 from tests.conftest import cache_clear_own
 from tests.factories import ContactFactory
@@ -19,6 +21,44 @@ pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/privacy-requests/"
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\n%%EOF\n"
+#: What the answer to filing holds: the acknowledgement and the person's page, nothing about the person.
+FILED_FIELDS = {
+    "reference",
+    "kind",
+    "channel",
+    "status",
+    "received_at",
+    "acknowledge_due",
+    "acknowledged_at",
+    "respond_due",
+    "original_respond_due",
+    "extended",
+    "verification_method",
+    "verified_at",
+    "responded_at",
+    "outcome",
+    "status_url",
+}
+AVA_DETAILS = {
+    "kind": "correct",
+    "phone_number": "(555) 012-3456",
+    "requester_name": "Ava Jones",
+    "requester_email": "ava@example.com",
+    "details": "My name is spelled wrong.",
+    "corrections": {"name": "Ava J. Jones"},
+    "agent_name": "Lee Advocate",
+    "agent_proof_note": "Signed permission, sent by post.",
+}
+#: Every piece of AVA_DETAILS that identifies someone, as it could appear in a response.
+AVA_PIECES = (
+    "+15550123456",
+    "5550123456",
+    "Ava",
+    "ava@example.com",
+    "spelled wrong",
+    "Lee Advocate",
+    "Signed permission",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +124,7 @@ def test_each_endpoint_needs_its_permission(authed_client, api_user):
 
 
 def test_filing_a_request_starts_its_clocks_and_returns_the_persons_status_page(filer, api_user):
+    grant(api_user, "view_privacyrequest")
     response = filer.post(
         URL,
         {
@@ -106,13 +147,16 @@ def test_filing_a_request_starts_its_clocks_and_returns_the_persons_status_page(
         "api",
         "awaiting_verification",
     )
-    assert body["phone_number"] == "+15550123456"
     assert body["respond_due"] == request.respond_due.isoformat()
     assert body["acknowledge_due"] == request.acknowledge_due.isoformat()
     assert body["received_at"] and body["acknowledged_at"]  # answered on filing: that is the receipt
-    assert body["outcome"] is None and body["denial_basis"] is None
-    assert [e["action"] for e in body["events"]] == ["filed", "acknowledged", "notice_sent"]
+    assert body["outcome"] is None
     assert request.filed_by == api_user and request.channel == "api"
+    assert (request.phone_number, request.requester_name) == ("+15550123456", "Ava Jones")
+    # The person's details are read from the detail, which has the history too.
+    detail = filer.get(response["Location"]).json()
+    assert (detail["phone_number"], detail["requester_email"]) == ("+15550123456", "ava@example.com")
+    assert [e["action"] for e in detail["events"]] == ["filed", "acknowledged", "notice_sent"]
     # The status page works for the person, and is not the bare reference.
     assert body["status_url"].startswith("http://testserver/privacy/request/")
     assert request.reference not in body["status_url"]
@@ -161,7 +205,7 @@ def test_an_agent_uploads_proof_as_multipart(filer):
 
     assert response.status_code == 201, response.json()
     request = PrivacyRequest.objects.get()
-    assert response.json()["agent_name"] == "Lee Advocate"
+    assert request.agent_name == "Lee Advocate"
     assert request.agent_proof.read() == PDF and request.agent_proof_sha256
 
 
@@ -237,6 +281,24 @@ def test_a_retried_post_with_the_same_idempotency_key_files_once(filer):
     assert PrivacyRequest.objects.count() == 1
 
 
+def test_the_answer_to_filing_names_nobody_so_the_stored_replay_holds_no_personal_data(filer, api_user):
+    """The 201 answer is kept 24 hours for replays: it must not become a copy of the person's details."""
+    key = str(uuid.uuid4())
+
+    first = filer.post(URL, AVA_DETAILS, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    again = filer.post(URL, AVA_DETAILS, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+    assert first.status_code == again.status_code == 201, first.json()
+    assert set(first.json()) == FILED_FIELDS
+    assert again.json() == first.json()  # the replay hands back the status page too
+    stored = cache.get(cache_key("compliance:privacy-requests", api_user.pk, key))
+    assert stored["body"] == first.json()
+    for answer in (first.content.decode(), again.content.decode(), repr(stored)):
+        for piece in AVA_PIECES:
+            assert piece not in answer
+    assert PrivacyRequest.objects.get().corrections == {"name": "Ava J. Jones"}
+
+
 # --- Reading --------------------------------------------------------------------------------------
 
 
@@ -273,7 +335,24 @@ def test_the_list_filters_by_status_kind_and_due_date(reader, on_file):
     assert due_soon["count"] == 0  # strictly before its due date
     assert due_later["count"] == 3
     assert "events" not in everything["results"][0]
-    assert everything["results"][0]["status_url"].startswith("http://testserver/privacy/request/")
+
+
+def test_the_persons_status_page_is_never_listed_or_shown_to_readers(reader, api_user, on_file):
+    """Whoever holds a status link can verify the request and download the person's data: readers of
+    the API (view permission) never get one, only the caller filing the request, once."""
+    grant(api_user, "add_privacyrequest")
+    filed = reader.post(URL, {"kind": "know_specific", "phone_number": "+15550100400"}, format="json").json()
+    token = filed["status_url"].rstrip("/").rsplit("/", 1)[1]
+
+    listing = reader.get(URL)
+    details = [reader.get(detail_url(r["reference"])) for r in listing.json()["results"]]
+
+    assert listing.json()["count"] == 4
+    for response in (listing, *details):
+        assert response.status_code == 200
+        assert "status_url" not in response.content.decode()
+        assert token not in response.content.decode()
+        assert "/privacy/request/" not in response.content.decode()
 
 
 @pytest.mark.parametrize(

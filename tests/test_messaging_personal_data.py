@@ -8,7 +8,9 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -25,6 +27,7 @@ from messaging.models import (
     PendingStatus,
     ProviderAlert,
     ProviderCall,
+    Tag,
     WebhookEvent,
 )
 from messaging.outbound import message_compose
@@ -263,6 +266,141 @@ def test_erase_removes_pending_statuses_and_redacts_alerts_about_the_person(clie
     assert unrelated.payload == {"code": 130429}
 
 
+def test_a_number_inside_a_longer_number_is_someone_elses(client):
+    # The review's case: erasing +4930123456 must not touch Greta, whose WhatsApp id 49301234567
+    # begins with those digits, nor an order number that contains them.
+    hans, greta_wa = "+4930123456", "49301234567"
+    quoting = "Hans gave me his number, 030 123456. Is order 30123456789 ready?"
+    order_only = "Order 30123456789 and 4930123456789 please"
+    ContactFactory(phone_number=hans, wa_id="4930123456")  # (a wa_id without "+" reads as a US number)
+    event = deliver(
+        client,
+        batched(
+            inbound("4930123456", "wamid.HANS-IN-1", "Guten Tag, ich möchte bestellen", "Hans Weber"),
+            inbound(greta_wa, "wamid.GRETA-IN-1", quoting, "Greta Braun"),
+            inbound(greta_wa, "wamid.GRETA-IN-2", order_only, "Greta Braun"),
+        ),
+    )
+    greta = Contact.objects.get(wa_id=greta_wa)
+
+    counts = holder.personal_data_erase(Person(phone_number=hans, names=("Hans Weber",)))
+
+    assert counts["contacts deleted"] == 1
+    assert counts["other people's messages redacted"] == 1  # the one quoting his number, not the order
+    event.refresh_from_db()
+    value = json.loads(event.raw_body)["entry"][0]["changes"][0]["value"]
+    assert [c["wa_id"] for c in value["contacts"]] == [greta_wa, greta_wa]
+    assert [m["from"] for m in value["messages"]] == [greta_wa, greta_wa]
+    assert [m["text"]["body"] for m in value["messages"]] == [
+        "Hans gave me his number, [erased]. Is order 30123456789 ready?",
+        order_only,
+    ]
+    greta.refresh_from_db()
+    assert (greta.phone_number, greta.wa_id) == ("+49301234567", greta_wa)
+    untouched = Message.objects.get(provider_message_id="wamid.GRETA-IN-2")
+    assert (untouched.preview, untouched.content["text"]["body"]) == (order_only, order_only)
+    assert Message.objects.get(provider_message_id="wamid.GRETA-IN-1").preview == (
+        "Hans gave me his number, [erased]. Is order 30123456789 ready?"
+    )
+
+
+def test_other_peoples_items_and_alerts_keep_the_words_that_name_the_person(client):
+    bens_words = "Ava Jones told me about you. Is the Flatiron shop open on Sunday?"
+    event = deliver(
+        client,
+        batched(
+            inbound("15550123456", "wamid.AVA-IN-1", AVA_ASKS, "Ava Jones"),
+            inbound("15550987654", "wamid.BEN-IN-1", bens_words, "Ben Okafor"),
+        ),
+    )
+    ava = Contact.objects.get(phone_number=AVA)
+    # Alerts from the same delivery and elsewhere that are about Ben, or no one, and share her name.
+    about_ben = ProviderAlert.objects.create(
+        kind="inbound_unmatched",
+        webhook_event=event,
+        title="Inbound message from +1 555-098-7654 not stored",
+        details="Ben Okafor asked about Ava Jones",
+        payload={"from": "15550987654", "text": {"body": bens_words}},
+    )
+    about_no_one = ProviderAlert.objects.create(
+        kind="account_alerts", title="Campaign “Ava Jones picks” paused", payload={"code": 131049}
+    )
+
+    counts = holder.personal_data_erase(Person(phone_number=AVA, contact_id=ava.pk, names=("Ava Jones",)))
+
+    event.refresh_from_db()
+    value = json.loads(event.raw_body)["entry"][0]["changes"][0]["value"]
+    assert [m["text"]["body"] for m in value["messages"]] == [bens_words]
+    assert value["contacts"] == [{"profile": {"name": "Ben Okafor"}, "wa_id": "15550987654"}]
+    assert AVA_ASKS not in event.raw_body and "15550123456" not in event.raw_body
+    assert Message.objects.get(provider_message_id="wamid.BEN-IN-1").preview == bens_words
+    assert counts["alerts redacted"] == 0
+    for alert, before in ((about_ben, "Ben Okafor asked about Ava Jones"), (about_no_one, "")):
+        alert.refresh_from_db()
+        assert alert.details == before
+    assert about_ben.payload["text"]["body"] == bens_words
+    assert about_no_one.title == "Campaign “Ava Jones picks” paused"
+
+
+def test_admin_history_of_the_persons_contact_and_messages_is_redacted(ava, ben):
+    staff = UserFactory(username="staff")
+    contact_type, message_type, tag_type = (
+        ContentType.objects.get_for_model(model) for model in (Contact, Message, Tag)
+    )
+    namesake = ContactFactory(phone_number="+15550111111", profile_name="Ava Jones")
+    her_message = Message.objects.get(contact=ava)
+
+    def logged(content_type, object_id, repr_, message="[]") -> LogEntry:
+        return LogEntry.objects.create(
+            user=staff,
+            content_type=content_type,
+            object_id=str(object_id),
+            object_repr=repr_,
+            action_flag=CHANGE,
+            change_message=message,
+        )
+
+    hers = [
+        logged(contact_type, ava.pk, str(ava), '[{"changed": {"fields": ["Time zone"]}}]'),
+        logged(message_type, her_message.pk, "Do you have the Trail 500…"),
+        logged(tag_type, 1, "bikes", "Added for the customer at (555) 012-3456"),
+    ]
+    others = [
+        logged(contact_type, namesake.pk, str(namesake), '[{"changed": {"fields": ["Locale"]}}]'),
+        logged(contact_type, ben.pk, str(ben), "Ben asked about Ava Jones"),
+        logged(tag_type, 2, "orders", "Order 5550123456789 tagged"),
+    ]
+
+    counts = holder.personal_data_erase(Person(phone_number=AVA, contact_id=ava.pk, names=("Ava Jones",)))
+
+    assert counts["admin history entries redacted"] == 3
+    for entry in hers:
+        entry.refresh_from_db()
+        assert (entry.object_repr, entry.change_message) == ("[erased]", "")
+    for entry in others:
+        before = (entry.object_repr, entry.change_message)
+        entry.refresh_from_db()
+        assert (entry.object_repr, entry.change_message) == before
+    assert others[0].object_repr == "Ava Jones (+15550111111)"
+
+
+def test_contact_ids_for_person_finds_every_contact_that_is_the_person():
+    current = ContactFactory(phone_number=AVA, wa_id="15550123456", user_id="US.1234567890123456789")
+    # Staff filed her under her landline; her WhatsApp messages then came to that contact (by wa_id).
+    same_wa_id = ContactFactory(phone_number="+15550111111", wa_id="15550123456")
+    same_user_id = ContactFactory(phone_number="+15550122222", wa_id="", user_id="US.1234567890123456789")
+    ben = ContactFactory(phone_number=BEN)
+
+    ids = directory().contact_ids_for_person(AVA)
+
+    assert ids == sorted([current.pk, same_wa_id.pk, same_user_id.pk])
+    # A contact compliance knows is her (Person.contact_ids) is erased with the others.
+    stray = ContactFactory(phone_number="+15550133333", wa_id="")
+    counts = holder.personal_data_erase(Person(phone_number=AVA, contact_ids=(*ids, stray.pk)))
+    assert counts["contacts deleted"] == 4
+    assert list(Contact.objects.values_list("pk", flat=True)) == [ben.pk]
+
+
 # --- Correction ------------------------------------------------------------------------------------
 
 
@@ -282,6 +420,26 @@ def test_corrections_change_the_contact_and_name_the_changed_fields(ava):
         holder.personal_data_correct(person, {"name": "Ava Jones-Smith", "timezone": "America/Los_Angeles"})
         == []
     )
+
+
+def test_a_corrected_name_outlasts_the_whatsapp_profile_name_of_later_messages(client, ava, ben):
+    holder.personal_data_correct(Person(phone_number=AVA, contact_id=ava.pk), {"name": "Ava Jones-Smith"})
+    ava.refresh_from_db()
+    assert ava.name_corrected_at is not None
+
+    deliver(client, inbound("15550123456", "wamid.AVA-IN-2", "Any news on the helmet?", "Ava Jones"))
+    deliver(client, inbound("15550987654", "wamid.BEN-IN-2", "Thanks!", "Ben O."))
+
+    ava.refresh_from_db()
+    assert ava.profile_name == "Ava Jones-Smith"
+    assert Message.objects.get(provider_message_id="wamid.AVA-IN-2").contact == ava
+    ben.refresh_from_db()
+    assert ben.profile_name == "Ben O."  # without a correction, WhatsApp's name still wins
+    # Staff can still change it; a later message does not undo that either.
+    contact_update(contact=ava, profile_name="Ava J. Smith")
+    deliver(client, inbound("15550123456", "wamid.AVA-IN-3", "Hello?", "Ava Jones"))
+    ava.refresh_from_db()
+    assert ava.profile_name == "Ava J. Smith"
 
 
 def test_bad_corrections_are_refused_field_by_field_and_change_nothing(ava):

@@ -187,7 +187,8 @@ def test_staff_file_a_request_from_an_authorized_agent_with_the_proof(officer, a
     assert f"Filed {filed.reference}; respond by 2026-04-16." in messages_of(response)
     assert (filed.kind, filed.channel, filed.phone_number) == ("know_specific", "mail", AVA)
     assert filed.filed_by == officer and filed.agent_name == "Privacy Helpers LLC"
-    assert filed.received_at == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    # Typed in California time, the calendar the deadlines count in (and the case page shows).
+    assert filed.received_at == datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
     assert filed.status == PrivacyRequestStatus.AWAITING_VERIFICATION
 
     # The proof is read through the admin by anyone who may read the request, never from MEDIA_URL.
@@ -297,6 +298,66 @@ def test_sending_a_code_from_the_admin_and_verifying_manually(officer, ava):
         PrivacyRequestStatus.VERIFIED,
         VerificationMethod.MANUAL,
     )
+
+
+def code_sent_to(contact, reference: str) -> str:
+    """The last verification code queued to `contact` for the request `reference`."""
+    message = Message.objects.filter(contact=contact, preview__contains=reference).latest("id")
+    return re.search(r"\b(\d{6})\b", message.preview).group(1)
+
+
+def test_staff_check_the_code_a_person_reads_out_to_them(officer, ava):
+    """A request staff filed has no status page: the person reads the WhatsApp code out to staff."""
+    filed = file(received_at=datetime.now(UTC))
+    client = logged_in(officer)
+    assert 'id="pr-check-code"' in client.get(url("change", filed)).content.decode()
+    client.post(url("send_code", filed))
+    code = code_sent_to(ava, filed.reference)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+
+    not_a_code = client.post(url("check_code", filed), {"code-code": "12ab"})
+    mistaken = client.post(url("check_code", filed), {"code-code": wrong})
+    right = client.post(url("check_code", filed), {"code-code": code[:3] + " " + code[3:]})
+
+    assert not_a_code.status_code == mistaken.status_code == right.status_code == 302
+    assert right.url == url("change", filed)
+    assert messages_of(not_a_code)[-1] == (
+        "Could not check the code: Code the person read out: Enter the 6-digit code from the WhatsApp message."
+    )
+    assert messages_of(mistaken)[-1] == (
+        "Could not check the code: That code is not right. Check the WhatsApp message and try again."
+    )
+    assert messages_of(right)[-1] == "The code is right: identity verified."
+    filed.refresh_from_db()
+    assert (filed.status, filed.verification_method) == (
+        PrivacyRequestStatus.VERIFIED,
+        VerificationMethod.WHATSAPP_CODE,
+    )
+    again = client.post(url("check_code", filed), {"code-code": code})
+    assert messages_of(again)[-1].startswith("Could not check the code: This request is not waiting")
+
+
+def test_checking_a_code_keeps_the_limits_of_the_status_page(officer, ava, settings):
+    filed = file(received_at=datetime.now(UTC))
+    client = logged_in(officer)
+    never_sent = client.post(url("check_code", filed), {"code-code": "123456"})
+    client.post(url("send_code", filed))
+    code = code_sent_to(ava, filed.reference)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+
+    for _ in range(5):
+        client.post(url("check_code", filed), {"code-code": wrong})
+    too_many = client.post(url("check_code", filed), {"code-code": code})
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=settings.PRIVACY_CODE_TTL_MINUTES + 2)):
+        expired = client.post(url("check_code", filed), {"code-code": code})
+
+    assert (
+        messages_of(never_sent)[-1] == "Could not check the code: This code has expired. Ask for a new one."
+    )
+    assert messages_of(too_many)[-1] == "Could not check the code: Too many wrong codes. Ask for a new one."
+    assert messages_of(expired)[-1] == "Could not check the code: This code has expired. Ask for a new one."
+    filed.refresh_from_db()
+    assert filed.status == PrivacyRequestStatus.AWAITING_VERIFICATION
 
 
 def test_a_code_for_a_number_we_do_not_know_asks_for_a_manual_check(officer):
@@ -446,6 +507,7 @@ def test_an_auditor_reads_the_case_but_cannot_act_or_file(auditor):
     for action, data in [
         ("acknowledge", {"ack-note": "x"}),
         ("send_code", {}),
+        ("check_code", {"code-code": "123456"}),
         ("verify", {"verify-note": "x"}),
         ("extend", {"extend-reason": "x", "extend-extra_days": "5"}),
         ("fulfil", {"fulfil-outcome": "complied"}),
@@ -483,3 +545,43 @@ def test_nobody_deletes_a_request_not_even_a_superuser():
 def test_actions_are_posts_only(officer):
     filed = file()
     assert logged_in(officer).get(url("fulfil", filed)).status_code == 405
+    assert logged_in(officer).get(url("check_code", filed)).status_code == 405
+
+
+@pytest.mark.parametrize(
+    "method, suffix",
+    [
+        ("post", "fulfil"),
+        ("post", "check-code"),
+        ("get", "package.json"),
+        ("get", "package.txt"),
+        ("get", "certificate.json"),
+        ("get", "agent-proof"),
+    ],
+)
+@pytest.mark.parametrize("object_id", ["abc", "1.5", "99999999"])
+def test_a_case_address_with_an_id_that_is_not_a_request_is_a_404(officer, method, suffix, object_id):
+    response = getattr(logged_in(officer), method)(f"{CHANGELIST_URL}{object_id}/{suffix}/")
+    assert response.status_code == 404
+
+
+# --- Time zones -----------------------------------------------------------------------------------------
+
+# 03:00 UTC on 3 March 2026 is still 2 March, 19:00, in California: the day the deadlines count from.
+EVENING_IN_CALIFORNIA = datetime(2026, 3, 3, 3, 0, tzinfo=UTC)
+
+
+def test_the_received_day_and_time_are_shown_in_the_calendar_the_deadlines_count_in(officer, settings):
+    assert settings.PRIVACY_TIME_ZONE == "America/Los_Angeles"
+    with time_machine.travel(EVENING_IN_CALIFORNIA + timedelta(hours=1), tick=False):
+        filed = file(received_at=EVENING_IN_CALIFORNIA)
+        client = logged_in(officer)
+        queue = client.get(CHANGELIST_URL).content.decode()
+        case = client.get(url("change", filed)).content.decode()
+
+    assert ">Received (America/Los_Angeles)</a>" in queue
+    row = row_of(queue, filed.reference)
+    assert ">2026-03-02</time>" in row and 'title="2026-03-02 19:00 PST"' in row
+    assert "Received at (America/Los_Angeles time)" in case
+    assert "2026-03-02 19:00 PST" in case
+    assert "2026-03-03" not in case.split('id="pr-timeline"')[0]

@@ -25,7 +25,12 @@ from compliance.models import (
     PrivacyRequestStatus,
     VerificationMethod,
 )
-from compliance.privacy import privacy_request_deny, privacy_request_fulfil, privacy_verify_manually
+from compliance.privacy import (
+    privacy_request_deny,
+    privacy_request_file,
+    privacy_request_fulfil,
+    privacy_verify_manually,
+)
 from compliance.privacy_views import privacy_status_path
 from compliance.services import consent_status
 from messaging.models import Contact, Message
@@ -549,6 +554,57 @@ def test_a_denied_request_shows_why_and_offers_no_download(client, ava):
     assert "Closed: we could not do what you asked" in text
     assert "We could not confirm that the number is yours." in text
     assert client.get(status_url + "package.json").status_code == 404
+
+
+def ava_erased() -> PrivacyRequest:
+    """Ava asks staff by email to delete her information, and they do: every request about her number
+    keeps only its record."""
+    staff = UserFactory(username="privacy-eraser")
+    deletion = privacy_request_file(kind="delete", channel="email", phone_number=AVA)
+    privacy_verify_manually(request=deletion, user=staff, note="Called back on the number.")
+    return privacy_request_fulfil(request=deletion, user=staff)
+
+
+def test_after_the_person_is_erased_the_package_is_gone_and_the_page_says_why(client, fulfilled):
+    request, status_url = fulfilled
+    downloads_before = request.events.filter(action=PrivacyRequestEvent.Action.PACKAGE_DELIVERED).count()
+
+    ava_erased()
+    request.refresh_from_db()
+    assert request.identity_erased_at is not None and request.phone_number == ""
+    page = text_of(client.get(status_url))
+    package = client.get(status_url + "package.json")
+    summary = client.get(status_url + "summary.txt")
+
+    for response in (package, summary):
+        assert response.status_code == 410
+        assert response["Content-Type"].startswith("text/html")
+        assert "This information has been erased: we no longer hold it." in response.content.decode()
+    assert "has been erased" in page and "Done" in page
+    assert "package.json" not in page and "summary.txt" not in page
+    assert (
+        request.events.filter(action=PrivacyRequestEvent.Action.PACKAGE_DELIVERED).count() == downloads_before
+    )
+
+
+def test_a_request_still_waiting_for_its_code_when_the_person_is_erased_offers_nothing_more(client, ava):
+    request, status_url = file_request(client, kind="know_categories")
+    [code] = codes_sent_to(ava)
+
+    ava_erased()
+    history = request.events.count()
+    page = text_of(client.get(status_url))
+    verify = client.post(status_url + "verify/", {"code": code})
+    new_code = client.post(status_url + "new-code/")
+
+    assert "has been erased" in page and "Waiting for you to confirm" not in page
+    assert 'name="code"' not in page and "Send me a new code" not in page
+    for response in (verify, new_code):
+        assert response.status_code == 302 and response["Location"] == status_url
+    request.refresh_from_db()
+    assert request.status != PrivacyRequestStatus.VERIFIED and request.verified_at is None
+    assert request.events.count() == history  # no code sent, none tried
+    assert not Message.objects.exists()  # Ava's messages went with her; no new code went out
 
 
 def test_the_demo_data_lets_the_page_send_codes(client):

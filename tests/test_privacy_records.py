@@ -316,6 +316,37 @@ def test_a_backwards_or_missing_range_is_explained_not_exported(officer):
     assert not StaffAuditEntry.objects.filter(action=AuditAction.EXPORT).exists()
 
 
+@pytest.mark.parametrize(
+    "start, end, problem",
+    [
+        ("2025-01-01", "9999-12-31", "Choose dates from 1970-01-01 to 2026-12-31."),
+        ("9999-12-31", "9999-12-31", "Choose dates from 1970-01-01 to 2026-12-31."),
+        ("0001-01-01", "2025-01-01", "Choose dates from 1970-01-01 to 2026-12-31."),
+        ("2015-01-01", "2025-01-01", "Choose a range of at most 10 years."),
+        ("2025-12-31", "2025-01-01", "The range ends before it starts."),
+    ],
+)
+def test_a_range_out_of_bounds_or_too_long_is_a_form_error_not_an_export(officer, start, end, problem):
+    with time_machine.travel(at(date(2026, 2, 2)), tick=False):
+        response = logged_in(officer).get(RECORDS_CSV_URL, {"start": start, "end": end})
+
+    assert response.status_code == 302 and response.url == RECORDS_URL
+    assert messages_of(response) == [f"Choose a date range: {problem}"]
+    assert not StaffAuditEntry.objects.filter(action=AuditAction.EXPORT).exists()
+
+
+def test_ten_years_of_records_is_the_longest_range(officer):
+    oldest = filed_on(date(2016, 1, 1), hour=0)
+    newest = filed_on(date(2025, 12, 31), hour=23)
+
+    with time_machine.travel(at(date(2026, 2, 2)), tick=False):
+        response = logged_in(officer).get(RECORDS_CSV_URL, {"start": "2016-01-01", "end": "2025-12-31"})
+
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert [row["Reference"] for row in rows] == [oldest.reference, newest.reference]
+
+
 def test_auditors_read_and_export_the_records_other_roles_do_not():
     auditor = user_in(roles.AUDITOR, username="auditor")
     approver = user_in(roles.APPROVER, username="approver")

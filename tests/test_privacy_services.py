@@ -548,3 +548,113 @@ def test_a_deletion_erases_the_person_and_issues_a_certificate_that_verifies(off
     # An edited certificate no longer verifies.
     certificate.body["erased"]["messaging"]["contacts deleted"] = 0
     assert not certificate_verify(certificate)
+
+
+# --- Erasure and the request records themselves (review fixes) -------------------------------------
+
+
+def test_erasure_scrubs_what_staff_wrote_about_the_person_on_their_requests(officer, ava):
+    request = file()
+    privacy_verify_manually(
+        request=request, user=officer, note="Called Ava Jones back on (555) 012-3456; she confirmed."
+    )
+    privacy_request_fulfil(request=request, user=officer)
+
+    request.refresh_from_db()
+    assert request.verification_note == "Called [erased] back on [erased]; she confirmed."
+    details = " ".join(request.events.values_list("detail", flat=True))
+    assert "Ava" not in details and "012-3456" not in details
+    assert "documented manual check" in details  # what happened is still on record
+
+
+def test_erasure_closes_the_persons_other_open_requests_as_superseded(officer, ava):
+    know = file(kind=PrivacyRequestKind.KNOW_SPECIFIC)
+    delete = verified(file(), officer)
+    privacy_request_fulfil(request=delete, user=officer)
+
+    know.refresh_from_db()
+    assert know.status == PrivacyRequestStatus.CLOSED
+    assert know.outcome == PrivacyOutcome.COMPLIED_IN_PART
+    assert know.response_summary == "No personal information is held about this number."  # no word of erasure
+    assert know.events.filter(detail=f"superseded by deletion request {delete.reference}").exists()
+    # A second deletion for the same person finds nothing left to do, and says so.
+    again = PrivacyRequest.objects.create(
+        reference="PR-AGAIN", kind=PrivacyRequestKind.DELETE, channel=PrivacyRequestChannel.EMAIL,
+        phone_hash=delete.phone_hash, received_at=delete.received_at, rule_version=delete.rule_version,
+        respond_due=delete.respond_due, original_respond_due=delete.respond_due, status=PrivacyRequestStatus.CLOSED,
+    )  # fmt: skip
+    with pytest.raises(ValidationError) as excinfo:
+        privacy_request_fulfil(request=again, user=officer)
+    assert error_codes(excinfo) == {"already_closed"}
+
+
+def test_erasure_destroys_the_consent_keys_of_every_contact_that_was_the_person(officer, ava):
+    opt_in(ava, Evidence(reason="paper form"), source=ConsentSource.IMPORT)
+    # The same person under their previous number: same WhatsApp id, another contact.
+    older = Contact.objects.create(phone_number="+15550199999", wa_id=AVA.lstrip("+"))
+    consent_record(
+        contact_id=older.pk, phone_number=older.phone_number, purpose=Purpose.UTILITY,
+        action=ConsentAction.OPT_OUT, source=ConsentSource.STAFF,
+        evidence=Evidence(staff_user_id=officer.pk, reason="asked by phone"),
+    )  # fmt: skip
+    request = verified(file(), officer)
+    privacy_request_fulfil(request=request, user=officer)
+
+    from compliance.models import ConsentSubject
+
+    assert not ConsentSubject.objects.filter(wrapped_key__isnull=False).exists()
+    assert ledger_verify().ok
+
+
+def test_codes_to_one_number_are_capped_across_requests(ava):
+    import time_machine as tm
+
+    sent = 0
+    for minute in range(6):
+        with tm.travel(datetime(2026, 3, 2, 18, minute * 2, tzinfo=UTC), tick=False):
+            request = file(kind=PrivacyRequestKind.KNOW_SPECIFIC, channel=PrivacyRequestChannel.WEB_FORM)
+            sent += request.events.filter(action=Action.CODE_SENT).count()
+    assert sent == 3  # then no more today, whatever the number of requests filed
+
+
+def test_an_opt_out_gets_the_same_answer_whether_or_not_the_number_was_erased_before(officer, ava):
+    from compliance.suppression import suppression_add
+
+    plain = file(kind=PrivacyRequestKind.OPT_OUT_SALE, channel=PrivacyRequestChannel.WEB_FORM)
+    suppression_add(e164="+15550100777", reason="erased earlier")
+    erased = file(
+        kind=PrivacyRequestKind.OPT_OUT_SALE,
+        channel=PrivacyRequestChannel.WEB_FORM,
+        phone_number="+15550100777",
+    )
+    assert plain.response_summary == erased.response_summary
+
+
+def test_a_refused_filing_leaves_no_uploaded_proof_behind(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    proof = SimpleUploadedFile(
+        "permission.pdf", b"%PDF-1.4 signed permission", content_type="application/pdf"
+    )
+    with pytest.raises(ValidationError):
+        file(agent_name="Legal Aid", agent_proof=proof, agent_email="x" * 250 + "@example.com")
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))
+
+
+def test_the_proof_file_is_removed_once_the_erasure_commits(settings, tmp_path, officer, ava):
+    settings.MEDIA_ROOT = tmp_path
+    proof = SimpleUploadedFile("permission.pdf", b"%PDF-1.4 signed by Ava", content_type="application/pdf")
+    request = verified(file(agent_name="Legal Aid", agent_proof=proof), officer)
+    assert any(path.is_file() for path in tmp_path.rglob("*"))
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        privacy_request_fulfil(request=request, user=officer)
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))
+    request.refresh_from_db()
+    assert request.agent_proof_sha256  # the fingerprint of what was shown stays on record
+
+
+def test_the_receipt_gives_the_california_date_of_an_evening_request():
+    with time_machine.travel(datetime(2026, 3, 3, 5, 30, tzinfo=UTC), tick=False):  # Mar 2, 21:30 PST
+        file(channel=PrivacyRequestChannel.WEB_FORM, requester_email="ava@example.com")
+    assert "on March 02, 2026" in mail.outbox[0].body

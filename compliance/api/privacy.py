@@ -10,6 +10,12 @@ code goes to the number on WhatsApp when identity must be verified, and `status_
 where the person enters that code, follows the request and downloads the answer. Give that link only
 to the person.
 
+`status_url` is a bearer credential (whoever holds it can verify the request and download the
+person's data), so it is handed out once, to the caller that filed the request: in the 201 response
+and its idempotent replay, never by the list or the detail, which anyone with view permission reads.
+The 201 response is stored for 24 hours for idempotent replays (config/idempotency.py), so it carries
+no personal data either (no number, name, email, details or corrections): the detail has those.
+
 Refusals use the project's error shape (config/api.py): 400 with `code` set to the most specific
 reason (`invalid_phone_number`, `invalid_kind`, `agent_proof_required`, `corrections_required`, ...;
 `validation_error` when nothing more specific applies) and `errors` per field.
@@ -197,10 +203,6 @@ class PrivacyRequestSerializer(serializers.ModelSerializer):
     verification_method = _optional_enum(VerificationMethod.values)
     outcome = _optional_enum(PrivacyOutcome.values)
     denial_basis = _optional_enum(DenialBasis.values)
-    status_url = serializers.SerializerMethodField(
-        help_text="The person's page for this request: enter the WhatsApp code, follow it, download the "
-        "answer. Valid for 120 days; give it only to the person."
-    )
 
     class Meta:
         model = PrivacyRequest
@@ -227,6 +229,51 @@ class PrivacyRequestSerializer(serializers.ModelSerializer):
             "response_summary",
             "denial_basis",
             "denial_explanation",
+        ]
+        read_only_fields = fields
+
+
+class PrivacyRequestDetailSerializer(PrivacyRequestSerializer):
+    events = PrivacyRequestEventSerializer(many=True, read_only=True, help_text="Every step, oldest first.")
+
+    class Meta(PrivacyRequestSerializer.Meta):
+        fields = [*PrivacyRequestSerializer.Meta.fields, "events"]
+        read_only_fields = fields
+
+
+class PrivacyRequestFiledSerializer(serializers.ModelSerializer):
+    """The answer to filing: the acknowledgement (reference, clocks, status) and the person's status page,
+    and nothing that identifies the person, since it is kept for idempotent replays."""
+
+    kind = NamedEnumField("PrivacyRequestKind", PrivacyRequestKind.values, read_only=True)
+    channel = NamedEnumField("PrivacyRequestChannel", PrivacyRequestChannel.values, read_only=True)
+    status = NamedEnumField("PrivacyRequestStatus", PrivacyRequestStatus.values, read_only=True)
+    extended = serializers.BooleanField(source="is_extended", read_only=True)
+    verification_method = _optional_enum(VerificationMethod.values)
+    outcome = _optional_enum(PrivacyOutcome.values)
+    status_url = serializers.SerializerMethodField(
+        help_text="The person's page for this request: enter the WhatsApp code, follow it, download the "
+        "answer. Valid for 120 days. Whoever holds it can act as the person: give it only to them. Returned "
+        "only here (and in a replay with the same Idempotency-Key), never by the list or the detail."
+    )
+
+    class Meta:
+        model = PrivacyRequest
+        fields = [
+            "reference",
+            "kind",
+            "channel",
+            "status",
+            "received_at",
+            "acknowledge_due",
+            "acknowledged_at",
+            "respond_due",
+            "original_respond_due",
+            "extended",
+            "verification_method",
+            "verified_at",
+            "responded_at",
+            "outcome",
             "status_url",
         ]
         read_only_fields = fields
@@ -236,14 +283,6 @@ class PrivacyRequestSerializer(serializers.ModelSerializer):
         path = privacy_status_path(obj.reference)
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request is not None else path
-
-
-class PrivacyRequestDetailSerializer(PrivacyRequestSerializer):
-    events = PrivacyRequestEventSerializer(many=True, read_only=True, help_text="Every step, oldest first.")
-
-    class Meta(PrivacyRequestSerializer.Meta):
-        fields = [*PrivacyRequestSerializer.Meta.fields, "events"]
-        read_only_fields = fields
 
 
 # --- Errors and permissions -----------------------------------------------------------------------
@@ -299,7 +338,8 @@ class PrivacyRequestListCreateView(CodedErrorsMixin, GenericAPIView):
         operation_id="privacy_requests_list",
         summary="List privacy requests",
         description="Requests, the most urgent first (by respond-by date). Needs "
-        "`compliance.view_privacyrequest`.",
+        "`compliance.view_privacyrequest`. The person's status page is never listed: it is returned only "
+        "when the request is filed.",
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, enum=PrivacyRequestStatus.values),
             OpenApiParameter("kind", OpenApiTypes.STR, enum=PrivacyRequestKind.values),
@@ -348,6 +388,10 @@ class PrivacyRequestListCreateView(CodedErrorsMixin, GenericAPIView):
         "clocks. Opt-out and limit requests are fulfilled at once; the others wait until the person "
         "proves the number is theirs with the code we send on WhatsApp (entered at `status_url`), or "
         "until staff verify them another way. Needs `compliance.add_privacyrequest`.\n\n"
+        "The response is the acknowledgement and `status_url`, the person's own page: it is returned only "
+        "here (and in a replay with the same `Idempotency-Key`), never by the list or the detail; whoever "
+        "holds it can act as the person, so give it only to them. It holds no personal data: read the "
+        "request's details with `privacy_requests_retrieve`.\n\n"
         "400 codes: `invalid_phone_number`, `invalid_kind`, `corrections_required` (a correction without "
         "a corrected value), `unknown_correction_field`, `agent_proof_required` (an agent without proof "
         "or a note), `agent_proof_type` (not a PDF, PNG or JPEG), `agent_proof_too_large`, "
@@ -358,7 +402,7 @@ class PrivacyRequestListCreateView(CodedErrorsMixin, GenericAPIView):
         },
         parameters=[IDEMPOTENCY_KEY],
         responses={
-            201: PrivacyRequestDetailSerializer,
+            201: PrivacyRequestFiledSerializer,
             400: OpenApiResponse(ERROR, description="Invalid input; see the codes above."),
             401: UNAUTHENTICATED,
             403: FORBIDDEN,
@@ -398,7 +442,7 @@ class PrivacyRequestListCreateView(CodedErrorsMixin, GenericAPIView):
         except DjangoValidationError as exc:
             raise _from_service_error(exc) from exc
         filed.refresh_from_db()
-        return dict(PrivacyRequestDetailSerializer(filed, context={"request": request}).data)
+        return dict(PrivacyRequestFiledSerializer(filed, context={"request": request}).data)
 
 
 class PrivacyRequestDetailView(CodedErrorsMixin, GenericAPIView):
@@ -408,7 +452,8 @@ class PrivacyRequestDetailView(CodedErrorsMixin, GenericAPIView):
     @extend_schema(
         operation_id="privacy_requests_retrieve",
         summary="A privacy request with its history",
-        description="Needs `compliance.view_privacyrequest`.",
+        description="Needs `compliance.view_privacyrequest`. The person's status page is not included: it "
+        "is returned only when the request is filed.",
         responses={
             200: PrivacyRequestDetailSerializer,
             401: UNAUTHENTICATED,
