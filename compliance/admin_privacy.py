@@ -791,6 +791,8 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
     def deletion_certificate(self, obj: PrivacyRequest) -> str:
         certificate = DeletionCertificate.objects.filter(request=obj).first()
         if certificate is None:
+            if obj.erasure_queued_at and not obj.is_closed:
+                return f"Erasure running in the background since {obj.erasure_queued_at:%Y-%m-%d %H:%M} UTC."
             return "Issued when the request is fulfilled."
         verifies = certificate_verify(certificate)
         return format_html(
@@ -1000,6 +1002,12 @@ class PrivacyRequestAdmin(admin.ModelAdmin):
             done = privacy_request_fulfil(
                 request=privacy_request, user=request.user, outcome=data["outcome"], summary=data["summary"]
             )
+            if not done.is_closed:  # a deletion, erasing in a background worker
+                return (
+                    "Erasure started in the background: the request closes, and its deletion certificate "
+                    "appears here, when it is done.",
+                    messages.SUCCESS,
+                )
             return f"Fulfilled and closed: {done.response_summary}", messages.SUCCESS
 
         return self._act(request, object_id, FulfilForm, "fulfil", run, doing="fulfil")

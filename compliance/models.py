@@ -443,6 +443,9 @@ class PrivacyRequest(models.Model):
         help_text="The staff member or API user who entered it; empty for the public page.",
     )
     identity_erased_at = models.DateTimeField(null=True, blank=True)
+    erasure_queued_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the erasure was handed to a background worker."
+    )
 
     objects = PrivacyRequestQuerySet.as_manager()
 
@@ -486,6 +489,7 @@ class PrivacyRequestEvent(AppendOnlyModel):
         PACKAGE_DELIVERED = "package_delivered", "data package delivered"
         CORRECTED = "corrected"
         OPTED_OUT = "opted_out", "opted out"
+        ERASURE_QUEUED = "erasure_queued", "erasure queued"
         ERASED = "erased"
         CLOSED = "closed"
 

@@ -18,6 +18,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -727,11 +728,20 @@ def _require_open_and_verified(request: PrivacyRequest) -> None:
 
 
 def privacy_request_fulfil(
-    *, request: PrivacyRequest, user, outcome: str = PrivacyOutcome.COMPLIED, summary: str = ""
+    *,
+    request: PrivacyRequest,
+    user,
+    outcome: str = PrivacyOutcome.COMPLIED,
+    summary: str = "",
+    in_background: bool | None = None,
 ) -> PrivacyRequest:
     """Do what the request asks, then close it with its outcome (complied, or complied in part with a
     summary of what was not done and why). Deletion erases the person in every app and issues a
-    deletion certificate (compliance.erasure.person_erase)."""
+    deletion certificate (compliance.erasure.person_erase).
+
+    With a broker (or `in_background=True`) a deletion is only queued here and runs in a worker
+    (compliance.tasks.erase_privacy_request): it scans whole tables for the person, which can take
+    longer than a web request may. The request stays open, with `erasure_queued_at`, until it is done."""
     if outcome not in (PrivacyOutcome.COMPLIED, PrivacyOutcome.COMPLIED_IN_PART):
         raise _error(
             "outcome",
@@ -740,6 +750,10 @@ def privacy_request_fulfil(
         )
     if outcome == PrivacyOutcome.COMPLIED_IN_PART and not summary.strip():
         raise _error("summary", "Say what was not done and why.", "summary_required")
+    if in_background is None:
+        in_background = not settings.CELERY_TASK_ALWAYS_EAGER
+    if request.kind == PrivacyRequestKind.DELETE and in_background:
+        return _erasure_queue(request=request, user=user, outcome=outcome, summary=summary)
     with transaction.atomic():
         if request.kind == PrivacyRequestKind.DELETE:
             # An erasure rewrites every request about the number: lock them all first, in one order,
@@ -775,6 +789,35 @@ def privacy_request_fulfil(
             subject=f"Your privacy request {request.reference} is complete",
             body=f"{request.response_summary}\nQuestions: {settings.PRIVACY_CONTACT_EMAIL}",
             user=user,
+        )
+    return request
+
+
+#: A queued erasure not finished after this long is taken to be lost (its worker died): it may be queued again.
+ERASURE_PRESUMED_LOST_AFTER = timedelta(hours=1)
+
+
+def _erasure_queue(*, request: PrivacyRequest, user, outcome: str, summary: str) -> PrivacyRequest:
+    from compliance.tasks import erase_privacy_request
+
+    with transaction.atomic():
+        request = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+        _require_open_and_verified(request)
+        if (
+            request.erasure_queued_at
+            and timezone.now() - request.erasure_queued_at < ERASURE_PRESUMED_LOST_AFTER
+        ):
+            raise _error(
+                None,
+                "The erasure is already running; its certificate appears when it is done.",
+                "erasure_running",
+            )
+        request.erasure_queued_at = timezone.now()
+        request.save(update_fields=["erasure_queued_at"])
+        _log(request, Action.ERASURE_QUEUED, user=user)
+        user_id = user.pk if user is not None and not isinstance(user, str) else None
+        transaction.on_commit(
+            partial(erase_privacy_request.delay, request.pk, user_id, outcome, summary.strip())
         )
     return request
 

@@ -427,6 +427,20 @@ def test_fulfilling_a_deletion_shows_the_closed_case_and_a_certificate_that_veri
     assert 'id="pr-fulfil"' not in client.get(url("change", filed)).content.decode()  # nothing left to do
 
 
+def test_with_a_broker_the_admin_starts_the_erasure_in_the_background(officer, ava, settings, monkeypatch):
+    from compliance import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setattr(tasks.erase_privacy_request, "delay", lambda *args: None)
+    filed = privacy_verify_manually(request=file(), user=officer, note="Called back.")
+    client = logged_in(officer)
+
+    response = client.post(url("fulfil", filed), {"fulfil-outcome": PrivacyOutcome.COMPLIED})
+
+    assert any(m.startswith("Erasure started in the background") for m in messages_of(response))
+    assert "Erasure running in the background since" in client.get(url("change", filed)).content.decode()
+
+
 def test_complying_in_part_needs_a_summary_in_the_admin_too(officer):
     filed = privacy_verify_manually(
         request=file(kind=PrivacyRequestKind.KNOW_CATEGORIES), user=officer, note="Called back."

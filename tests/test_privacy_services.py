@@ -658,3 +658,31 @@ def test_the_receipt_gives_the_california_date_of_an_evening_request():
     with time_machine.travel(datetime(2026, 3, 3, 5, 30, tzinfo=UTC), tick=False):  # Mar 2, 21:30 PST
         file(channel=PrivacyRequestChannel.WEB_FORM, requester_email="ava@example.com")
     assert "on March 02, 2026" in mail.outbox[0].body
+
+
+def test_with_a_broker_a_deletion_erases_in_a_background_worker(officer, ava, monkeypatch, settings):
+    from django.test import TestCase
+
+    from compliance import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    queued = []
+    monkeypatch.setattr(tasks.erase_privacy_request, "delay", lambda *args: queued.append(args))
+    request = verified(file(), officer)
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        answered = privacy_request_fulfil(request=request, user=officer)
+    assert answered.status == PrivacyRequestStatus.VERIFIED and answered.erasure_queued_at is not None
+    assert Contact.objects.filter(phone_number=AVA).exists()  # nothing erased inside the web request
+    assert queued == [(request.pk, officer.pk, PrivacyOutcome.COMPLIED, "")]
+    with pytest.raises(ValidationError) as excinfo:  # a second click does not queue a second erasure
+        privacy_request_fulfil(request=request, user=officer)
+    assert error_codes(excinfo) == {"erasure_running"}
+
+    assert tasks.erase_privacy_request.run(*queued[0]) == "erased"  # what the worker runs
+    request.refresh_from_db()
+    assert request.status == PrivacyRequestStatus.CLOSED
+    assert DeletionCertificate.objects.filter(request=request).exists()
+    assert not Contact.objects.filter(phone_number=AVA).exists()
+    assert tasks.erase_privacy_request.run(*queued[0]) == "skipped"  # redelivered: nothing twice
+    assert events(request).count(Action.ERASED) == 1
