@@ -57,7 +57,9 @@ class ContactAdmin(ContactInboxMixin, admin.ModelAdmin):
     search_fields = ["phone_number", "profile_name", "username", "wa_id"]
     form = ContactAdminForm
     autocomplete_fields = ["tags"]
-    readonly_fields = ["created_at", "updated_at"]
+    # name_corrected_at: set by a privacy correction request, after which WhatsApp's profile name no
+    # longer overwrites the name (staff see why it stopped following WhatsApp).
+    readonly_fields = ["created_at", "updated_at", "name_corrected_at"]
     show_full_result_count = False
     # Adds the conversation and "waiting for a reply" links to the pages below (admin_inbox.py).
     change_list_template = "admin/messaging/contact/change_list_inbox.html"
