@@ -255,6 +255,9 @@ WHATSAPP = {
 }
 # Requests to Meta one worker process keeps in flight (its send thread pool and HTTP connection pool).
 WHATSAPP_SEND_THREADS = env.int("WHATSAPP_SEND_THREADS", default=32)
+# What Meta charges per billable message, by pricing category, in USD: "marketing=0.025,utility=0.004".
+# Only the dashboard's cost estimate reads it; empty: the dashboard shows counts and says so.
+WHATSAPP_PRICE_PER_MESSAGE = env.dict("WHATSAPP_PRICE_PER_MESSAGE", default={})
 
 # Region used to read phone numbers typed without a country code, e.g. "(555) 012-3456".
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US")
