@@ -53,7 +53,6 @@ from compliance.models import (
 from compliance.personal_data import correctable_fields
 from compliance.privacy import (
     KNOW_KINDS,
-    agent_proof_validate,
     privacy_package_build,
     privacy_package_delivered,
     privacy_package_summary,
@@ -68,7 +67,7 @@ from compliance.privacy import (
     privacy_verification_start,
     privacy_verify_manually,
 )
-from compliance.privacy_forms import VerificationCodeForm
+from compliance.privacy_forms import AgentProofCleaning, VerificationCodeForm
 from compliance.privacy_records import (
     ALL_KINDS,
     METRIC_COLUMNS,
@@ -252,7 +251,7 @@ class PrivacyZoneDateTimeField(forms.DateTimeField):
         return value
 
 
-class PrivacyRequestFileForm(forms.Form):
+class PrivacyRequestFileForm(AgentProofCleaning, forms.Form):
     """A request staff received by email, phone, mail, in person or in a WhatsApp conversation."""
 
     kind = forms.ChoiceField(label="What the person asks for", choices=PrivacyRequestKind.choices)
@@ -307,16 +306,6 @@ class PrivacyRequestFileForm(forms.Form):
                 label=f"Corrected {correctable.label.lower()}", max_length=200, required=False
             )
             self.correction_fields.append(name)
-
-    def clean_agent_proof(self):
-        proof = self.cleaned_data.get("agent_proof")
-        if not proof:
-            return None
-        try:
-            agent_proof_validate(proof)
-        except ValidationError as exc:
-            raise ValidationError(exc.error_dict["agent_proof"]) from exc
-        return proof
 
     def clean_received_at(self):
         received_at = self.cleaned_data.get("received_at")

@@ -169,21 +169,25 @@ AGENT_PROOF_SIGNATURES = (
 
 def agent_proof_validate(agent_proof: UploadedFile) -> None:
     """Refuse a proof larger than 10 MB or not a PDF, PNG or JPEG by its own first bytes; set its
-    content type to what it is. Forms call it to report the problem with their other errors."""
+    content type to what it is. Forms call it to report the problem with their other errors; the
+    error is the field's own (filing reports it under `agent_proof`)."""
     if agent_proof.size > AGENT_PROOF_MAX_BYTES:
-        raise _error("agent_proof", "The proof document is larger than 10 MB.", "agent_proof_too_large")
+        raise _error(None, "The proof document is larger than 10 MB.", "agent_proof_too_large")
     head = agent_proof.read(8)
     agent_proof.seek(0)
     sniffed = next((kind for signature, kind in AGENT_PROOF_SIGNATURES if head.startswith(signature)), None)
     if sniffed is None:
-        raise _error("agent_proof", "Upload the proof as a PDF, PNG or JPEG file.", "agent_proof_type")
+        raise _error(None, "Upload the proof as a PDF, PNG or JPEG file.", "agent_proof_type")
     agent_proof.content_type = sniffed
 
 
 def _agent_proof_digest(agent_proof: UploadedFile | None) -> str:
     if agent_proof is None:
         return ""
-    agent_proof_validate(agent_proof)
+    try:
+        agent_proof_validate(agent_proof)
+    except ValidationError as exc:
+        raise ValidationError({"agent_proof": exc.error_list}) from exc
     digest = hashlib.sha256()
     for chunk in agent_proof.chunks():
         digest.update(chunk)

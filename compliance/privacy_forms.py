@@ -59,7 +59,18 @@ def correction_field_name(field: CorrectableField) -> str:
     return f"{CORRECTION_PREFIX}{field.name}"
 
 
-class PrivacyRequestForm(forms.Form):
+class AgentProofCleaning:
+    """The proof upload checked by its own bytes (compliance.privacy.agent_proof_validate), reported
+    with the form's other mistakes: shared by the public page and the admin's filing form."""
+
+    def clean_agent_proof(self):
+        proof = self.cleaned_data.get("agent_proof")
+        if proof:
+            agent_proof_validate(proof)
+        return proof or None
+
+
+class PrivacyRequestForm(AgentProofCleaning, forms.Form):
     kind = forms.ChoiceField(
         choices=[(value, label) for value, label, _ in KIND_OPTIONS],
         widget=forms.RadioSelect,
@@ -104,16 +115,6 @@ class PrivacyRequestForm(forms.Form):
         # Checked here too, so a bad number is reported together with the form's other mistakes.
         directory().phone_number_normalize(raw)
         return raw
-
-    def clean_agent_proof(self):
-        proof = self.cleaned_data.get("agent_proof")
-        if not proof:
-            return None
-        try:
-            agent_proof_validate(proof)
-        except ValidationError as exc:
-            raise ValidationError(exc.error_dict["agent_proof"]) from exc
-        return proof
 
     def clean(self):
         data = super().clean()
