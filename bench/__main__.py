@@ -18,9 +18,16 @@ def main() -> int:
     os.environ.setdefault("DJANGO_DEBUG", "true")
     django.setup()
 
-    from bench import cloud_send, consent_export, dashboard, dispatch, webhook_ingest
+    from bench import admin_changelists, cloud_send, consent_export, dashboard, dispatch, webhook_ingest
 
-    benchmarks = [cloud_send.run, consent_export.run, dashboard.run, dispatch.run, webhook_ingest.run]
+    benchmarks = [
+        admin_changelists.run,
+        cloud_send.run,
+        consent_export.run,
+        dashboard.run,
+        dispatch.run,
+        webhook_ingest.run,
+    ]
     results = []
     for benchmark in benchmarks:
         result = benchmark()

@@ -25,6 +25,7 @@ from django.utils.text import capfirst
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from messaging.admin_paging import EstimatedCountPaginator
 from messaging.forms_compose import (
     MessageComposeForm,
     RejectForm,
@@ -163,6 +164,7 @@ class MessageAdmin(admin.ModelAdmin):
     search_help_text = "A phone number as you would type it, a name, or words from the message."
     date_hierarchy = "created_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no full COUNT(*) of the messages on the unfiltered list
     list_per_page = 50
     actions = ["approve_selected", "reject_selected"]
     change_list_template = "admin/messaging/message/change_list.html"

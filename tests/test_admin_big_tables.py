@@ -1,0 +1,64 @@
+"""Admin changelists that stay fast on big tables (issue #8): exact phone lookups, the locale filter's
+cached choices, and no full COUNT(*) of a big unfiltered table."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from messaging import admin_paging
+from messaging.admin_paging import EstimatedCountPaginator
+from messaging.models import Contact
+from tests.factories import ContactFactory
+from tests.staff import logged_in
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client():
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "a-long-password-123")
+    return logged_in(user)
+
+
+def test_searching_a_whole_phone_number_finds_that_contact_alone(admin_client):
+    ava = ContactFactory(phone_number="+15550123456", profile_name="Ava")
+    ContactFactory(phone_number="+15550999999", profile_name="Ben", username="5550123456")  # quotes it
+    by_wa_id = ContactFactory(phone_number="+15550777777", wa_id="15550123456", profile_name="Ava old number")
+
+    page = admin_client.get("/admin/messaging/contact/", {"q": "(555) 012-3456"})
+
+    assert set(page.context["cl"].result_list) == {ava, by_wa_id}
+    partial = admin_client.get("/admin/messaging/contact/", {"q": "Ava"})  # not a number: text search
+    assert set(partial.context["cl"].result_list) == {ava, by_wa_id}
+
+
+def test_the_locale_filter_lists_the_locales_contacts_have(admin_client):
+    cache.clear()
+    ContactFactory(locale="es_MX")
+    ContactFactory(locale="en_US")
+    page = admin_client.get("/admin/messaging/contact/")
+    locale_filter = next(f for f in page.context["cl"].filter_specs if f.field_path == "locale")
+    assert set(locale_filter.lookup_choices) == {"es_MX", "en_US"}
+
+
+def test_small_tables_and_filtered_lists_count_exactly():
+    ContactFactory.create_batch(3)
+    assert EstimatedCountPaginator(Contact.objects.order_by("pk"), 100).count == 3
+    assert EstimatedCountPaginator(Contact.objects.filter(locale="xx").order_by("pk"), 100).count == 0
+
+
+@pytest.mark.postgres
+def test_a_big_unfiltered_table_is_counted_from_postgresqls_estimate(monkeypatch):
+    ContactFactory.create_batch(5)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Contact._meta.db_table}")
+    monkeypatch.setattr(admin_paging, "EXACT_COUNT_BELOW", 1)  # as if it were a million rows
+
+    with CaptureQueriesContext(connection) as queries:
+        count = EstimatedCountPaginator(Contact.objects.order_by("pk"), 100).count
+    assert count == 5  # ANALYZE of a small table estimates it exactly
+    assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+    # A filtered list is still counted, exactly.
+    assert EstimatedCountPaginator(Contact.objects.filter(pk__lt=0).order_by("pk"), 100).count == 0
