@@ -68,6 +68,8 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The admin's first page of contacts reads this index instead of sorting every contact.
+        indexes = [models.Index(fields=["-created_at", "-id"], name="contact_newest_first")]
 
     def __str__(self) -> str:
         return f"{self.profile_name} ({self.phone_number})" if self.profile_name else self.phone_number

@@ -62,3 +62,24 @@ def test_a_big_unfiltered_table_is_counted_from_postgresqls_estimate(monkeypatch
     assert not any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
     # A filtered list is still counted, exactly.
     assert EstimatedCountPaginator(Contact.objects.filter(pk__lt=0).order_by("pk"), 100).count == 0
+
+
+@pytest.mark.postgres
+def test_the_admins_contact_search_can_use_the_trigram_indexes():
+    from django.contrib import admin as django_admin
+    from django.test import RequestFactory
+
+    ContactFactory(profile_name="Hana Rossi")
+    model_admin = django_admin.site._registry[Contact]
+    request = RequestFactory().get("/admin/messaging/contact/", {"q": "Hana"})
+    queryset, _ = model_admin.get_search_results(request, Contact.objects.all(), "Hana")
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()  # as the admin counts
+    with connection.cursor() as cursor:
+        # A tiny table would be read whole anyway: leave the planner only index bitmaps, which it can
+        # build from an index only if the index matches the search's own expressions.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "contact_profile_name_trgm" in plan, plan
+    assert list(queryset) == [Contact.objects.get(profile_name="Hana Rossi")]
