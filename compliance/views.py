@@ -137,8 +137,8 @@ def opt_in(request):
                 if consent_status(contact_id=contact.id, purpose=purpose) == ConsentStatus.PENDING
             ]
             if pending:
-                # TODO(outbound issue): messaging sends the double opt-in confirmation template to the
-                # contact on this signal (see compliance/signals.py); nothing listens yet.
+                # Messaging sends the double opt-in confirmation template on this signal, once the
+                # opt-in is committed (messaging/keywords.py listens; compliance/signals.py defines it).
                 contact_id = contact.id
                 transaction.on_commit(
                     lambda: double_opt_in_requested.send(
