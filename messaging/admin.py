@@ -331,4 +331,4 @@ class ApiTokenAdmin(admin.ModelAdmin):
 # grow into a dashboard; its template is the place to add to).
 admin.site.index_template = "admin/messaging/index.html"
 
-from messaging import admin_messages  # noqa: E402,F401
+from messaging import admin_campaigns, admin_messages  # noqa: E402,F401

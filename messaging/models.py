@@ -444,3 +444,73 @@ class ProviderCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.url} → {self.http_status or self.error[:40]}"
+
+
+#: Contact fields a campaign may put into a template parameter (`{"field": name}`): what a person told
+#: us or WhatsApp shows about them, never internal ids or consent data.
+CAMPAIGN_CONTACT_FIELDS = ("profile_name", "username", "phone_number", "wa_id", "locale", "timezone")
+
+
+def validate_campaign_parameters(value) -> None:
+    """A list whose items are each {"text": "literal"} or {"field": "<one of CAMPAIGN_CONTACT_FIELDS>"}."""
+    if not isinstance(value, list):
+        raise ValidationError("Template parameters must be a list.", code="invalid_parameters")
+    for position, item in enumerate(value, start=1):
+        if isinstance(item, dict) and set(item) == {"text"} and isinstance(item["text"], str):
+            continue
+        if isinstance(item, dict) and set(item) == {"field"} and item["field"] in CAMPAIGN_CONTACT_FIELDS:
+            continue
+        raise ValidationError(
+            'Parameter %(position)s must be {"text": "…"} or {"field": "…"} with a field among %(fields)s.',
+            code="invalid_parameters",
+            params={"position": position, "fields": ", ".join(CAMPAIGN_CONTACT_FIELDS)},
+        )
+
+
+class Campaign(models.Model):
+    """One approved template sent from one sender to an audience of contacts.
+
+    Lifecycle (planned):
+
+        draft ─▶ pending_approval ─▶ approved ─▶ running ⇄ paused ─▶ completed
+          ▲            │                 │          │        │
+          └─ rejected ◀┘                 └──────────┴────────┴──▶ cancelled
+
+    Only `draft` exists so far: a draft can be edited and dry-run (messaging.campaigns); approval,
+    fan-out, pause/resume and progress come with the next increments and add their statuses here.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+
+    name = models.CharField(max_length=200)
+    sender = models.ForeignKey(Sender, on_delete=models.PROTECT, related_name="campaigns")
+    template = models.ForeignKey(
+        "templates_app.MessageTemplate", on_delete=models.PROTECT, related_name="campaigns"
+    )
+    template_parameters = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_campaign_parameters],
+        help_text='One item per template variable, in order: {"text": "literal"} or {"field": "profile_name"}.',
+    )
+    audience_tags = models.ManyToManyField(
+        Tag,
+        blank=True,
+        related_name="campaigns",
+        help_text="Contacts with any of these tags; none: everyone.",
+    )
+    audience_locale = models.CharField(max_length=16, blank=True, help_text="e.g. en_US; blank: any locale.")
+    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Blank: as soon as approved.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name

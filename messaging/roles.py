@@ -27,6 +27,10 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # Writes messages (drafts, submissions); a second person approves them.
         "messaging.add_message",
         "messaging.view_message",
+        # Prepares campaigns (drafts and their dry runs); sending them will need a second person too.
+        "messaging.add_campaign",
+        "messaging.change_campaign",
+        "messaging.view_campaign",
     },
     # Reviews templates before they go to Meta (never their own: templates_app.services enforces it).
     APPROVER: {
@@ -38,6 +42,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # Approves or rejects messages written by others (never their own: messaging.outbound).
         "messaging.view_message",
         "messaging.approve_message",
+        "messaging.view_campaign",
     },
     # Reads everything about consent (ledger, current state, texts, exports, staff audit trail) and
     # exports the ledger; changes nothing.
