@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
@@ -26,6 +27,8 @@ from templates_app.models import TemplateStatus
 
 #: Contacts checked by the gate per batch (two queries each): bounded memory and query size.
 DRY_RUN_CHUNK_SIZE = 2000
+
+APPROVE_CAMPAIGN = "messaging.approve_campaign"
 
 #: Human labels for the reason codes a dry run reports (the gate's codes plus our own).
 REASON_LABELS = {
@@ -282,3 +285,87 @@ def campaign_dry_run_csv(dry_run: CampaignDryRun, *, lines_per_chunk: int = 500)
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+# --- Approval: draft → pending_approval → approved, or back to draft with a reason ----------------
+
+
+def _locked(campaign: Campaign) -> Campaign:
+    """The campaign's row, locked until the transaction ends, with its current status: of two people
+    acting on it at once, the second sees what the first did. Only the campaign's row is locked, not
+    its template's or sender's."""
+    return (
+        Campaign.objects.select_for_update(of=("self",))
+        .select_related("template", "sender")
+        .get(pk=campaign.pk)
+    )
+
+
+def _refuse_own(campaign: Campaign, user, *, action: str) -> None:
+    # The author and whoever submitted it are both "the first person": neither can be the second.
+    if user.pk in {campaign.created_by_id, campaign.submitted_by_id}:
+        raise ValidationError(
+            "You cannot %(action)s a campaign you wrote or submitted; ask a colleague.",
+            code="own_campaign",
+            params={"action": action},
+        )
+
+
+def _refuse_unless_approver(campaign: Campaign, user) -> None:
+    if campaign.status != Campaign.Status.PENDING_APPROVAL:
+        raise ValidationError(
+            "This campaign is not waiting for approval (it is %(status)s).",
+            code="not_pending",
+            params={"status": campaign.get_status_display().lower()},
+        )
+    if not user.has_perm(APPROVE_CAMPAIGN):
+        raise ValidationError("You are not allowed to approve or reject campaigns.", code="not_allowed")
+
+
+@transaction.atomic
+def campaign_submit(*, campaign: Campaign, user) -> Campaign:
+    """Ask a second person to approve the draft. Refused when the dry run says nobody would receive
+    it: an approver should never be asked to approve a campaign that sends nothing."""
+    campaign = _locked(campaign)
+    if campaign.status != Campaign.Status.DRAFT:
+        raise ValidationError("Only drafts can be submitted for approval.", code="not_a_draft")
+    if campaign_dry_run(campaign).will_receive == 0:  # also raises campaign_check_sendable's errors
+        raise ValidationError(
+            "Nobody in this campaign's audience would receive it (see the dry run).",
+            code="empty_audience",
+        )
+    campaign.status = Campaign.Status.PENDING_APPROVAL
+    campaign.submitted_by, campaign.submitted_at = user, timezone.now()
+    # A new submission: the previous rejection has been addressed (or argued with).
+    campaign.rejection_reason = ""
+    campaign.save(update_fields=["status", "submitted_by", "submitted_at", "rejection_reason", "updated_at"])
+    return campaign
+
+
+@transaction.atomic
+def campaign_approve(*, campaign: Campaign, user) -> Campaign:
+    """A second person approves the campaign as submitted. Nobody approves their own."""
+    campaign = _locked(campaign)
+    _refuse_unless_approver(campaign, user)
+    _refuse_own(campaign, user, action="approve")
+    # The template or sender may have been paused since it was submitted.
+    campaign_check_sendable(campaign)
+    campaign.status = Campaign.Status.APPROVED
+    campaign.approved_by, campaign.approved_at = user, timezone.now()
+    campaign.save(update_fields=["status", "approved_by", "approved_at", "updated_at"])
+    return campaign
+
+
+@transaction.atomic
+def campaign_reject(*, campaign: Campaign, user, reason: str) -> Campaign:
+    """Send the campaign back to draft with the reason, for its author to fix and submit again."""
+    campaign = _locked(campaign)
+    _refuse_unless_approver(campaign, user)
+    _refuse_own(campaign, user, action="reject")
+    if not reason.strip():
+        raise ValidationError("Say why the campaign is rejected.", code="reason_required")
+    campaign.status = Campaign.Status.DRAFT
+    campaign.rejection_reason = reason.strip()
+    campaign.submitted_by, campaign.submitted_at = None, None
+    campaign.save(update_fields=["status", "rejection_reason", "submitted_by", "submitted_at", "updated_at"])
+    return campaign

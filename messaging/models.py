@@ -476,12 +476,16 @@ class Campaign(models.Model):
           ▲            │                 │          │        │
           └─ rejected ◀┘                 └──────────┴────────┴──▶ cancelled
 
-    Only `draft` exists so far: a draft can be edited and dry-run (messaging.campaigns); approval,
-    fan-out, pause/resume and progress come with the next increments and add their statuses here.
+    A draft can be edited and dry-run; submitted, it waits for a second person who approves it or
+    sends it back to draft with a `rejection_reason` (kept so the author sees why). Pending and
+    approved campaigns are frozen: what was approved is what goes out (messaging.campaigns).
+    Fan-out, pause/resume and progress come with the next increments and add their statuses here.
     """
 
     class Status(models.TextChoices):
         DRAFT = "draft"
+        PENDING_APPROVAL = "pending_approval", "Pending approval"
+        APPROVED = "approved"
 
     name = models.CharField(max_length=200)
     sender = models.ForeignKey(Sender, on_delete=models.PROTECT, related_name="campaigns")
@@ -508,9 +512,29 @@ class Campaign(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    approved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rejection_reason = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("approve_campaign", "Can approve campaigns written by others")]
 
     def __str__(self) -> str:
         return self.name

@@ -27,7 +27,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # Writes messages (drafts, submissions); a second person approves them.
         "messaging.add_message",
         "messaging.view_message",
-        # Prepares campaigns (drafts and their dry runs); sending them will need a second person too.
+        # Prepares campaigns (drafts, dry runs) and submits them; a second person approves them.
         "messaging.add_campaign",
         "messaging.change_campaign",
         "messaging.view_campaign",
@@ -42,7 +42,9 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         # Approves or rejects messages written by others (never their own: messaging.outbound).
         "messaging.view_message",
         "messaging.approve_message",
+        # Approves campaigns or sends them back to draft (never their own: messaging.campaigns).
         "messaging.view_campaign",
+        "messaging.approve_campaign",
     },
     # Reads everything about consent (ledger, current state, texts, exports, staff audit trail) and
     # exports the ledger; changes nothing.

@@ -18,10 +18,13 @@ from compliance.services import Evidence, consent_record, consent_text_create
 from compliance.suppression import suppression_add
 from messaging.campaigns import (
     MissingParameter,
+    campaign_approve,
     campaign_audience,
     campaign_dry_run,
     campaign_dry_run_csv,
     campaign_parameters_for,
+    campaign_reject,
+    campaign_submit,
 )
 from messaging.models import Campaign, Message
 from templates_app.models import MessageTemplate, TemplateStatus
@@ -336,3 +339,255 @@ def test_composers_prepare_campaigns_and_approvers_can_read_them():
     assert composer.get("/admin/messaging/campaign/add/").status_code == 200
     assert approver.get("/admin/messaging/campaign/").status_code == 200
     assert approver.get("/admin/messaging/campaign/add/").status_code == 403
+
+
+# --- Approval -------------------------------------------------------------------------------------
+
+
+def approver_user(username="approver"):
+    from messaging.roles import APPROVER
+    from tests.staff import user_in
+
+    return user_in(APPROVER, username=username)
+
+
+def composer_user(username="composer"):
+    from messaging.roles import COMPOSER
+    from tests.staff import user_in
+
+    return user_in(COMPOSER, username=username)
+
+
+@pytest.fixture
+def author():
+    return composer_user("author")
+
+
+@pytest.fixture
+def draft(campaign, author):
+    """A draft written by `author` that one opted-in contact would receive."""
+    opt_in(ContactFactory(profile_name="Ann"))
+    campaign.created_by = author
+    campaign.save()
+    return campaign
+
+
+@pytest.fixture
+def pending(draft, author):
+    return campaign_submit(campaign=draft, user=author)
+
+
+def refusal_code(call) -> str:
+    with pytest.raises(ValidationError) as exc:
+        call()
+    return exc.value.code
+
+
+def test_submit_puts_a_draft_in_the_queue_and_records_who(draft, author):
+    campaign = campaign_submit(campaign=draft, user=author)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PENDING_APPROVAL
+    assert campaign.submitted_by == author and campaign.submitted_at is not None
+
+
+def test_submit_refuses_an_audience_nobody_in_would_receive(campaign, author):
+    ContactFactory()  # no consent
+    assert refusal_code(lambda: campaign_submit(campaign=campaign, user=author)) == "empty_audience"
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DRAFT
+
+
+def test_submit_refuses_an_unsendable_template(draft, author):
+    draft.template.status = TemplateStatus.PAUSED
+    draft.template.save()
+    assert refusal_code(lambda: campaign_submit(campaign=draft, user=author)) == "template_not_approved"
+
+
+def test_only_drafts_can_be_submitted(pending, author):
+    assert refusal_code(lambda: campaign_submit(campaign=pending, user=author)) == "not_a_draft"
+
+
+def test_a_second_person_approves_and_is_recorded(pending):
+    approver = approver_user()
+    campaign_approve(campaign=pending, user=approver)
+    pending.refresh_from_db()
+    assert pending.status == Campaign.Status.APPROVED
+    assert pending.approved_by == approver and pending.approved_at is not None
+
+
+def test_nobody_approves_or_rejects_their_own_even_with_the_permission(pending, author):
+    from django.contrib.auth.models import Permission
+
+    author.user_permissions.add(Permission.objects.get(codename="approve_campaign"))
+    author = type(author).objects.get(pk=author.pk)  # fresh permission cache
+    assert author.has_perm("messaging.approve_campaign")
+    assert refusal_code(lambda: campaign_approve(campaign=pending, user=author)) == "own_campaign"
+    assert refusal_code(lambda: campaign_reject(campaign=pending, user=author, reason="x")) == "own_campaign"
+    pending.refresh_from_db()
+    assert pending.status == Campaign.Status.PENDING_APPROVAL
+
+
+def test_whoever_submitted_someone_elses_draft_cannot_approve_it(draft):
+    colleague = approver_user("colleague")
+    colleague.groups.add(*composer_user("c2").groups.all())
+    campaign_submit(campaign=draft, user=colleague)
+    assert refusal_code(lambda: campaign_approve(campaign=draft, user=colleague)) == "own_campaign"
+
+
+def test_approving_needs_the_permission(pending):
+    other_composer = composer_user()
+    assert refusal_code(lambda: campaign_approve(campaign=pending, user=other_composer)) == "not_allowed"
+    assert refusal_code(lambda: campaign_reject(campaign=pending, user=other_composer, reason="no")) == (
+        "not_allowed"
+    )
+
+
+def test_only_pending_campaigns_can_be_approved_or_rejected(draft):
+    approver = approver_user()
+    assert refusal_code(lambda: campaign_approve(campaign=draft, user=approver)) == "not_pending"
+    assert refusal_code(lambda: campaign_reject(campaign=draft, user=approver, reason="no")) == "not_pending"
+
+
+def test_of_two_approvers_at_once_the_second_is_refused(pending):
+    # Both loaded the pending campaign before either clicked; the service re-reads it under a lock.
+    first_copy, second_copy = Campaign.objects.get(pk=pending.pk), Campaign.objects.get(pk=pending.pk)
+    first, second = approver_user("first"), approver_user("second")
+    campaign_approve(campaign=first_copy, user=first)
+    assert refusal_code(lambda: campaign_approve(campaign=second_copy, user=second)) == "not_pending"
+    assert (
+        refusal_code(lambda: campaign_reject(campaign=second_copy, user=second, reason="x")) == "not_pending"
+    )
+    pending.refresh_from_db()
+    assert pending.approved_by == first
+
+
+def test_approval_rechecks_the_template_meta_may_have_paused_since(pending):
+    pending.template.status = TemplateStatus.PAUSED
+    pending.template.save()
+    assert refusal_code(lambda: campaign_approve(campaign=pending, user=approver_user())) == (
+        "template_not_approved"
+    )
+    pending.refresh_from_db()
+    assert pending.status == Campaign.Status.PENDING_APPROVAL
+
+
+def test_reject_sends_it_back_to_draft_with_the_reason_until_resubmitted(pending, author):
+    approver = approver_user()
+    assert refusal_code(lambda: campaign_reject(campaign=pending, user=approver, reason="  ")) == (
+        "reason_required"
+    )
+    campaign_reject(campaign=pending, user=approver, reason="Wrong audience")
+    pending.refresh_from_db()
+    assert (pending.status, pending.rejection_reason) == (Campaign.Status.DRAFT, "Wrong audience")
+
+    campaign_submit(campaign=pending, user=author)
+    pending.refresh_from_db()
+    assert (pending.status, pending.rejection_reason) == (Campaign.Status.PENDING_APPROVAL, "")
+
+
+# --- Approval in the admin ------------------------------------------------------------------------
+
+
+def change_url(campaign):
+    return reverse("admin:messaging_campaign_change", args=[campaign.pk])
+
+
+def action_url(campaign, action):
+    return reverse(f"admin:messaging_campaign_{action}", args=[campaign.pk])
+
+
+def test_admin_author_submits_a_draft_with_the_button(draft, author):
+    from tests.staff import logged_in, messages_of
+
+    client = logged_in(author)
+    page = client.get(change_url(draft)).content.decode()
+    assert 'id="campaign-submit"' in page and 'id="campaign-approve"' not in page
+    assert client.get(action_url(draft, "submit")).status_code == 405
+    response = client.post(action_url(draft, "submit"))
+    assert response.status_code == 302
+    assert any("waiting for approval" in m for m in messages_of(response))
+    draft.refresh_from_db()
+    assert draft.status == Campaign.Status.PENDING_APPROVAL
+
+
+def test_admin_submit_of_an_empty_audience_is_an_error_message(campaign, author):
+    from tests.staff import logged_in, messages_of
+
+    campaign.created_by = author
+    campaign.save()
+    response = logged_in(author).post(action_url(campaign, "submit"))
+    assert response.status_code == 302
+    assert any("Nobody" in m for m in messages_of(response))
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DRAFT
+
+
+def test_admin_pending_campaign_is_read_only_and_only_others_may_review(pending, author):
+    from tests.staff import logged_in
+
+    author_client = logged_in(author)
+    author_page = author_client.get(change_url(pending)).content.decode()
+    assert 'id="campaign-submit"' not in author_page and 'id="campaign-approve"' not in author_page
+    # The frozen campaign cannot be edited, even by its author.
+    edit = author_client.post(change_url(pending), {"name": "Changed"})
+    assert edit.status_code == 403
+    assert author_client.post(action_url(pending, "approve")).status_code == 403  # no permission
+
+    approver_page = logged_in(approver_user()).get(change_url(pending)).content.decode()
+    assert 'id="campaign-approve"' in approver_page and 'id="campaign-reject"' in approver_page
+    assert 'name="name"' not in approver_page  # read-only: no inputs for the fields
+    pending.refresh_from_db()
+    assert pending.name == "Summer sale"
+
+
+def test_admin_approve_and_reject_buttons_post_only(pending):
+    from tests.staff import logged_in, messages_of
+
+    client = logged_in(approver_user())
+    assert client.get(action_url(pending, "approve")).status_code == 405
+    assert client.get(action_url(pending, "reject")).status_code == 405
+
+    empty = client.post(action_url(pending, "reject"), {"reason": ""})
+    assert any("Say why" in m for m in messages_of(empty))
+    rejected = client.post(action_url(pending, "reject"), {"reason": "Wrong audience"})
+    assert any("back to draft" in m for m in messages_of(rejected))
+    pending.refresh_from_db()
+    assert (pending.status, pending.rejection_reason) == (Campaign.Status.DRAFT, "Wrong audience")
+
+    again = client.post(action_url(pending, "approve"))  # a draft now: refused, not a 500
+    assert again.status_code == 302
+    assert any("not waiting for approval" in m for m in messages_of(again))
+
+
+def test_admin_approver_approves_and_the_campaign_stays_read_only(pending):
+    from tests.staff import logged_in, messages_of
+
+    approver = approver_user()
+    client = logged_in(approver)
+    response = client.post(action_url(pending, "approve"))
+    assert any("is approved" in m for m in messages_of(response))
+    pending.refresh_from_db()
+    assert (pending.status, pending.approved_by) == (Campaign.Status.APPROVED, approver)
+    page = client.get(change_url(pending)).content.decode()
+    assert 'id="campaign-approve"' not in page and 'id="campaign-submit"' not in page
+
+
+def test_admin_rejected_campaign_can_be_edited_again(pending, author):
+    from tests.staff import logged_in
+
+    campaign_reject(campaign=pending, user=approver_user(), reason="Fix the name")
+    page = logged_in(author).get(change_url(pending)).content.decode()
+    assert 'name="name"' in page and "Fix the name" in page and 'id="campaign-submit"' in page
+
+
+def test_admin_list_filters_by_status(admin_client, pending, template):
+    Campaign.objects.create(name="Other draft", sender=pending.sender, template=template)
+    listing = admin_client.get(
+        reverse("admin:messaging_campaign_changelist"), {"status__exact": "pending_approval"}
+    )
+    assert [c.name for c in listing.context["cl"].result_list] == ["Summer sale"]
+
+
+def test_roles_approvers_approve_campaigns_composers_do_not():
+    assert approver_user().has_perm("messaging.approve_campaign")
+    assert not composer_user().has_perm("messaging.approve_campaign")
