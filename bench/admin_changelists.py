@@ -18,6 +18,7 @@ log); one extra request per page under CaptureQueriesContext (not timed) names i
         DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python -m bench.admin_changelists
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.common import skipped_result
+from bench.common import DatabaseUnavailable, skipped_result, throwaway_postgres_database
 from bench.dashboard import SEED_MESSAGES, SEED_SENDER
 
 NAME = "admin_changelists"
@@ -174,26 +175,17 @@ def _slowest_queries(client, url: str) -> dict[str, Any]:
 
 
 def run(*, contacts: int | None = None, messages: int | None = None) -> dict[str, Any]:
-    from django.db import OperationalError, connection
+    from django.db import connection
     from django.test import Client, override_settings
 
     contacts = contacts or int(os.environ.get("BENCH_ADMIN_CONTACTS", "1000000"))
     messages = messages or int(os.environ.get("BENCH_ADMIN_MESSAGES", "1000000"))
-    if connection.vendor != "postgresql":
-        return _skipped("needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres")
-
-    load_before = os.getloadavg()
-    original_name = connection.settings_dict["NAME"]
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_admin_{os.getpid()}"
-    try:
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    except OperationalError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else ""
-        return _skipped(f"PostgreSQL unavailable ({type(exc).__name__}: {reason}); set DATABASE_URL")
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('server_version')")
-            server_version = cursor.fetchone()[0]
+    with contextlib.ExitStack() as stack:
+        try:
+            server_version = stack.enter_context(throwaway_postgres_database("bench_admin"))
+        except DatabaseUnavailable as exc:
+            return _skipped(str(exc))
+        load_before = os.getloadavg()
         seed_seconds = _seed(connection, contacts=contacts, messages=messages)
 
         from django.contrib.auth import get_user_model
@@ -227,9 +219,6 @@ def run(*, contacts: int | None = None, messages: int | None = None) -> dict[str
 
                 timing = _percentiles_ms(get)
                 pages[page] = {"url": url, **timing, **_slowest_queries(client, url)}
-    finally:
-        connection.close()
-        connection.creation.destroy_test_db(original_name, verbosity=0)
 
     load_after = os.getloadavg()
     contacts_p95 = pages["contacts"]["p95"]

@@ -1,7 +1,9 @@
-"""Small pieces every benchmark shares: the result of a benchmark that cannot run here, and the URL of
-a throwaway database beside the configured one."""
+"""Small pieces every benchmark shares: the result of a benchmark that cannot run here, and throwaway
+databases beside the configured one."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -55,3 +57,38 @@ def postgres_and_redis(*, redis_db: int | None = None) -> tuple[str, str] | str:
     except Exception as exc:
         return f"Redis unavailable ({type(exc).__name__}: {exc}); set REDIS_URL"
     return database_url, redis_url
+
+
+class DatabaseUnavailable(Exception):
+    """No throwaway PostgreSQL database could be made: the benchmark is skipped with this reason."""
+
+
+@contextlib.contextmanager
+def throwaway_postgres_database(prefix: str) -> Iterator[str]:
+    """Point Django's connection at a new, migrated PostgreSQL database beside the configured one for
+    the block, and drop it afterwards: benchmarks seed millions of rows into it, never into real data.
+    Yields the server's version. Raises DatabaseUnavailable when the configured database is not
+    PostgreSQL or cannot be reached."""
+    from django.db import OperationalError, connection
+
+    if connection.vendor != "postgresql":
+        raise DatabaseUnavailable(
+            "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres"
+        )
+    original_name = connection.settings_dict["NAME"]
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"{prefix}_{os.getpid()}"
+    try:
+        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    except OperationalError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise DatabaseUnavailable(
+            f"PostgreSQL unavailable ({type(exc).__name__}: {reason}); set DATABASE_URL"
+        ) from exc
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('server_version')")
+            server_version = cursor.fetchone()[0]
+        yield server_version
+    finally:
+        connection.close()
+        connection.creation.destroy_test_db(original_name, verbosity=0)

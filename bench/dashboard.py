@@ -17,6 +17,7 @@ Each figure is the median of ROUNDS runs after one warm-up, so both sides read f
         python -m bench.dashboard
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import skipped_result
+from bench.common import DatabaseUnavailable, skipped_result, throwaway_postgres_database
 
 NAME = "dashboard"
 UNIT = "ms"
@@ -211,24 +212,15 @@ def _plans(days: int) -> dict[str, str]:
 
 
 def run(*, messages: int | None = None) -> dict[str, Any]:
-    from django.db import OperationalError, connection
+    from django.db import connection
 
     messages = messages or int(os.environ.get("BENCH_DASHBOARD_MESSAGES", "1000000"))
-    if connection.vendor != "postgresql":
-        return _skipped("needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres")
-
-    load_before = os.getloadavg()
-    original_name = connection.settings_dict["NAME"]
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = f"bench_dashboard_{os.getpid()}"
-    try:
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    except OperationalError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else ""
-        return _skipped(f"PostgreSQL unavailable ({type(exc).__name__}: {reason}); set DATABASE_URL")
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('server_version')")
-            server_version = cursor.fetchone()[0]
+    with contextlib.ExitStack() as stack:
+        try:
+            server_version = stack.enter_context(throwaway_postgres_database("bench_dashboard"))
+        except DatabaseUnavailable as exc:
+            return _skipped(str(exc))
+        load_before = os.getloadavg()
         seed_seconds = _seed(connection, messages)
 
         from messaging.dashboard import dashboard_period
@@ -248,9 +240,6 @@ def run(*, messages: int | None = None) -> dict[str, Any]:
             per_query = {name: round(_median_ms(query), 1) for name, query in queries.items()}
             total = _median_ms(lambda queries=queries: [query() for query in queries.values()])
             periods[days] = {"ms": round(total, 1), "per_query_ms": per_query, "plans": _plans(days)}
-    finally:
-        connection.close()
-        connection.creation.destroy_test_db(original_name, verbosity=0)
 
     load_after = os.getloadavg()
     measured_30 = periods[30]["ms"]
