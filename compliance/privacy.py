@@ -48,6 +48,7 @@ from compliance.models import (
 )
 from compliance.personal_data import Person, correctable_fields, holders
 from compliance.services import Evidence, consent_record
+from config.validation import validation_error_codes
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,6 @@ def needs_verification(kind: str) -> bool:
 def _error(field: str | None, message: str, code: str, **params: Any) -> ValidationError:
     error = ValidationError(message, code=code, params=params or None)
     return ValidationError({field: error}) if field else error
-
-
-def _error_list(exc: ValidationError) -> list[ValidationError]:
-    if hasattr(exc, "error_dict"):
-        return [error for errors in exc.error_dict.values() for error in errors]
-    return exc.error_list
 
 
 def _who(user) -> tuple[int | None, str]:
@@ -861,7 +856,7 @@ def _fulfil_opt_out(request: PrivacyRequest, user) -> str:
     try:
         contact = directory().contact_for_phone(phone_number=request.phone_number, create=True)
     except ValidationError as exc:
-        if "suppressed" not in {error.code for error in _error_list(exc)}:
+        if "suppressed" not in validation_error_codes(exc):
             raise
         # Told apart only here: the person's answer must not reveal that the number was erased before.
         _log(request, Action.OPTED_OUT, user=user, detail="already on the suppression list")

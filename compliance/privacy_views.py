@@ -48,6 +48,7 @@ from compliance.privacy_forms import (
     VerificationCodeForm,
 )
 from config.ratelimit import client_ip, ip_bucket, parse_rate, rate_limit_hit
+from config.validation import validation_errors
 
 logger = logging.getLogger(__name__)
 
@@ -186,18 +187,12 @@ def _cover_confirm(reference: str) -> ValidationError:
 # --- Errors ---------------------------------------------------------------------------------------
 
 
-def _errors_by_field(exc: ValidationError) -> list[tuple[str | None, ValidationError]]:
-    if hasattr(exc, "error_dict"):
-        return [(field, error) for field, errors in exc.error_dict.items() for error in errors]
-    return [(None, error) for error in exc.error_list]
-
-
 def _message(error: ValidationError) -> str:
     return error.message % error.params if error.params else error.message
 
 
 def _add_service_errors(form: PrivacyRequestForm, exc: ValidationError) -> None:
-    for field, error in _errors_by_field(exc):
+    for field, error in validation_errors(exc):
         target = form.first_correction_field if field == "corrections" else _FORM_FIELDS.get(field)
         form.add_error(target, ValidationError(_message(error), code=error.code))
 
@@ -268,7 +263,7 @@ def privacy_request(http_request):
             status_link=lambda reference: http_request.build_absolute_uri(privacy_status_path(reference)),
         )
     except ValidationError as exc:
-        logger.info("Privacy request refused: %s", [e.code for _, e in _errors_by_field(exc)])
+        logger.info("Privacy request refused: %s", [e.code for _, e in validation_errors(exc)])
         _add_service_errors(form, exc)
         return _render_form(http_request, form, status=400)
     request.refresh_from_db(fields=["status", "code_hash"])  # the code was sent on another instance
@@ -375,7 +370,7 @@ def privacy_request_verify(http_request, request: PrivacyRequest, token: str):
             raise _cover_confirm(request.reference)
         privacy.privacy_verification_confirm(request=request, code=form.cleaned_data["code"])
     except ValidationError as exc:
-        for field, error in _errors_by_field(exc):
+        for field, error in validation_errors(exc):
             form.add_error(
                 "code" if field == "code" else None, ValidationError(_message(error), code=error.code)
             )

@@ -22,6 +22,7 @@ from compliance.models import ConsentAction, ConsentEvent, ConsentSource, Consen
 from compliance.services import Evidence, consent_record, consent_status, consent_text_current
 from compliance.signals import double_opt_in_requested
 from config.ratelimit import client_ip, ip_bucket, parse_rate, rate_limit_hit
+from config.validation import validation_error_codes
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,6 @@ def _rate_limited(request, ip: str):
     )
     response["Retry-After"] = str(result.retry_after)
     return response
-
-
-def _is_suppressed(exc: ValidationError) -> bool:
-    errors = exc.error_dict.values() if hasattr(exc, "error_dict") else [exc.error_list]
-    return any(error.code == "suppressed" for field_errors in errors for error in field_errors)
 
 
 @never_cache
@@ -147,7 +143,7 @@ def opt_in(request):
                 )
     except ValidationError as exc:
         logger.warning("Opt-in form submission refused: %s", "; ".join(exc.messages))
-        if _is_suppressed(exc):
+        if "suppressed" in validation_error_codes(exc):
             form.add_error(
                 "phone_number",
                 # Worded for anyone who types the number: it must not say why (an erasure request).

@@ -335,3 +335,15 @@ def test_a_published_version_can_be_read_but_never_changed_or_deleted(staff_clie
     assert (text.business_name, text.body) == ("Acme Bikes", BODY)
     assert deleted.status_code == 403
     assert ConsentText.objects.filter(pk=text.pk).exists()
+
+
+def test_a_suppressed_number_is_refused_without_saying_why(client, text):
+    from compliance.suppression import suppression_add
+
+    suppression_add(e164="+15550123456", reason="erased at the person's request (PR-TEST)")
+    response = client.post(URL, form_data(text, phone_number="+1 555-012-3456"))
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "We cannot sign up this number here" in page
+    assert "erased" not in page and "PR-TEST" not in page  # a stranger learns nothing about an erasure

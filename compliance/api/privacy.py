@@ -59,6 +59,7 @@ from compliance.models import (
 from compliance.privacy import privacy_request_file
 from compliance.privacy_views import privacy_status_path
 from config.idempotency import idempotent
+from config.validation import validation_errors
 
 IDEMPOTENCY_SCOPE = "compliance:privacy-requests"
 ADD = "compliance.add_privacyrequest"
@@ -298,13 +299,11 @@ def _from_serializer_errors(errors: dict) -> CodedValidationError:
 
 def _from_service_error(exc: DjangoValidationError) -> CodedValidationError:
     """privacy_request_file's ValidationError as a 400 whose `code` is the first error's code."""
-    items = exc.error_dict.items() if hasattr(exc, "error_dict") else [(None, exc.error_list)]
     errors: dict[str, list[ErrorDetail]] = {}
-    for field, field_errors in items:
+    for field, error in validation_errors(exc):
         name = "non_field_errors" if field in (None, NON_FIELD_ERRORS) else field
-        for error in field_errors:
-            message = error.message % error.params if error.params else error.message
-            errors.setdefault(name, []).append(ErrorDetail(message, code=error.code or "invalid"))
+        message = error.message % error.params if error.params else error.message
+        errors.setdefault(name, []).append(ErrorDetail(message, code=error.code or "invalid"))
     first = next((detail.code for details in errors.values() for detail in details), "validation_error")
     return CodedValidationError(first, errors)
 

@@ -53,6 +53,7 @@ from compliance.services import (
 from compliance.signals import double_opt_in_requested
 from config import idempotency
 from config.idempotency import idempotent
+from config.validation import validation_error_codes
 
 IDEMPOTENCY_SCOPE = "compliance:consents"
 
@@ -89,11 +90,6 @@ def _specific_code(errors: dict) -> str:
             if code in SPECIFIC_CODES:
                 return code
     return "validation_error"
-
-
-def _has_code(exc: DjangoValidationError, code: str) -> bool:
-    errors = exc.error_dict.values() if hasattr(exc, "error_dict") else [exc.error_list]
-    return any(error.code == code for field_errors in errors for error in field_errors)
 
 
 def _from_serializer_errors(errors: dict) -> CodedValidationError:
@@ -339,7 +335,7 @@ class ConsentListCreateView(CodedErrorsMixin, GenericAPIView):
                 )
             except DjangoValidationError as exc:
                 # A suppressed number (erased at its owner's request) is refused as such, not as "invalid".
-                code = "suppressed" if _has_code(exc, "suppressed") else "invalid_phone_number"
+                code = "suppressed" if "suppressed" in validation_error_codes(exc) else "invalid_phone_number"
                 raise CodedValidationError(
                     code, {"phone_number": [ErrorDetail(m, code=code) for m in exc.messages]}
                 ) from exc
