@@ -221,8 +221,7 @@ class ConsentPersonalData:
     def personal_data_collect(self, person: Person) -> HeldData:
         from compliance.services import consent_evidence
 
-        contact_ids = {*person.contact_ids, *([person.contact_id] if person.contact_id else [])}
-        subjects = list(ConsentSubject.objects.filter(contact_id__in=contact_ids))
+        subjects = list(ConsentSubject.objects.filter(contact_id__in=person.all_contact_ids))
         if not subjects:
             return HeldData()
         events = []
@@ -262,7 +261,7 @@ class ConsentPersonalData:
         )
 
     def personal_data_erase(self, person: Person) -> dict[str, int]:
-        contact_ids = {*person.contact_ids, *([person.contact_id] if person.contact_id else [])}
+        contact_ids = person.all_contact_ids
         if not contact_ids:
             return {"consent keys destroyed": 0, "consent states deleted": 0}
         subjects = ConsentSubject.objects.filter(contact_id__in=contact_ids)

@@ -27,6 +27,11 @@ class Person:
     contact_ids: tuple[int, ...] = ()
 
     @property
+    def all_contact_ids(self) -> set[int]:
+        """`contact_id` and `contact_ids` together: every contact a holder must reach."""
+        return {*self.contact_ids, *([self.contact_id] if self.contact_id is not None else [])}
+
+    @property
     def wa_id(self) -> str:
         """How Meta writes the number in webhooks and API answers: digits, no "+"."""
         return self.phone_number.lstrip("+")

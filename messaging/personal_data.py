@@ -110,7 +110,7 @@ def person_contacts(person: Person) -> QuerySet[Contact]:
     """The person's contacts: by id (`contact_id`, `contact_ids`), by number, and by WhatsApp id and
     business-scoped user id, theirs or those of the contacts found so (an older contact of the same
     person whose number changed keeps the WhatsApp id or user id)."""
-    ids = {*person.contact_ids, *([person.contact_id] if person.contact_id is not None else [])}
+    ids = person.all_contact_ids
     found = list(
         Contact.objects.filter(
             Q(pk__in=ids) | Q(phone_number=person.phone_number) | Q(wa_id=person.wa_id)
