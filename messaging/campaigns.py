@@ -21,9 +21,11 @@ from django.utils import timezone
 
 from compliance.gate import MessageFacts, Verdict, gate_check_many
 from messaging.contact_csv import E164, FORMULA_TRIGGERS
-from messaging.models import Campaign, Contact, Message
+from messaging.models import Campaign, CampaignAudienceMember, CampaignEvent, Contact, Message
 from messaging.phone import phone_normalize
-from templates_app.models import TemplateStatus
+from templates_app.models import MessageTemplate, ParameterFormat, TemplateStatus
+from templates_app.rendering import RenderedTemplate, TemplateError, render_template
+from templates_app.validation import MEDIA_HEADER_FORMATS, variables_in
 
 #: Contacts checked by the gate per batch (two queries each): bounded memory and query size.
 DRY_RUN_CHUNK_SIZE = 2000
@@ -39,6 +41,7 @@ REASON_LABELS = {
     "frequency_cap": "Frequency cap reached",
     "template_paused": "Template paused by Meta",
     "missing_parameter": "Missing a value for a template parameter",
+    "invalid_parameter": "A value does not fit the template",
     "quiet_hours": "Quiet hours: sent later",
 }
 
@@ -101,37 +104,156 @@ class MissingParameter(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class TemplateSlot:
+    """One value the template needs per recipient, in the order a campaign maps them."""
+
+    part: str  # header, body, button
+    name: str  # the variable ("1", "first_name") or the button's position
+    label: str  # for people: "body {{1}}", "header image link", "button 2 (URL suffix)"
+
+
+def campaign_template_slots(template: MessageTemplate) -> list[TemplateSlot]:
+    """The values a campaign must map for `template`: a text header's variable or a media header's
+    link first, then the body's variables, then buttons needing a value (URL suffix, code to copy)."""
+    slots: list[TemplateSlot] = []
+    components = {str(c.get("type", "")).upper(): c for c in template.components or []}
+    header = components.get("HEADER")
+    if header:
+        header_format = str(header.get("format", "TEXT")).upper()
+        if header_format == "TEXT":
+            slots += [
+                TemplateSlot("header", n, f"header {{{{{n}}}}}")
+                for n in variables_in(header.get("text", ""))[:1]
+            ]
+        elif header_format in MEDIA_HEADER_FORMATS:
+            slots.append(TemplateSlot("header", "media", f"header {header_format.lower()} link"))
+    body = components.get("BODY")
+    if body:
+        names = list(dict.fromkeys(variables_in(body.get("text", ""))))
+        slots += [TemplateSlot("body", n, f"body {{{{{n}}}}}") for n in names]
+    for index, button in enumerate((components.get("BUTTONS") or {}).get("buttons") or [], start=1):
+        kind = str(button.get("type", "")).upper()
+        if kind == "URL" and variables_in(button.get("url", "")):
+            slots.append(TemplateSlot("button", str(index), f"button {index} (URL suffix)"))
+        elif kind == "COPY_CODE":
+            slots.append(TemplateSlot("button", str(index), f"button {index} (code to copy)"))
+    return slots
+
+
+def campaign_check_parameters(campaign: Campaign) -> None:
+    """The mapping fits the template (one item per slot) and the audience (columns the uploaded list
+    has); ValidationError naming what to change otherwise."""
+    slots = campaign_template_slots(campaign.template)
+    mapping = campaign.template_parameters or []
+    if len(mapping) != len(slots):
+        expected = ", ".join(slot.label for slot in slots) or "none"
+        raise ValidationError(
+            "The template “%(name)s” needs %(expected_count)s value(s) (%(expected)s); the campaign maps "
+            "%(given)s.",
+            code="parameter_count",
+            params={
+                "name": campaign.template.name,
+                "expected_count": len(slots),
+                "expected": expected,
+                "given": len(mapping),
+            },
+        )
+    columns = [item["column"] for item in mapping if "column" in item]
+    if not columns:
+        return
+    if campaign.audience_source != Campaign.AudienceSource.UPLOAD:
+        raise ValidationError(
+            "Parameters from list columns (%(columns)s) need an uploaded audience list.",
+            code="column_without_upload",
+            params={"columns": ", ".join(columns)},
+        )
+    available = set(campaign.audience_upload_summary.get("columns") or [])
+    unknown = [c for c in columns if c not in available]
+    if unknown:
+        raise ValidationError(
+            "The uploaded list has no column %(unknown)s (it has: %(available)s).",
+            code="unknown_column",
+            params={"unknown": ", ".join(unknown), "available": ", ".join(sorted(available)) or "none"},
+        )
+
+
 def campaign_audience(campaign: Campaign) -> QuerySet[Contact]:
-    """Contacts with any of the campaign's tags (everyone when it has none), in its locale if set."""
+    """The uploaded list's contacts, or contacts with any of the campaign's tags (everyone when it has
+    none); in its locale if set."""
     contacts = Contact.objects.all()
-    tag_ids = list(campaign.audience_tags.values_list("pk", flat=True))
-    if tag_ids:
-        # A subquery rather than a join: a contact with two of the tags is still one recipient.
-        tagged = Contact.tags.through.objects.filter(tag_id__in=tag_ids).values("contact_id")
-        contacts = contacts.filter(pk__in=tagged)
+    if campaign.audience_source == Campaign.AudienceSource.UPLOAD:
+        listed = CampaignAudienceMember.objects.filter(campaign=campaign).values("contact_id")
+        contacts = contacts.filter(pk__in=listed)
+    else:
+        tag_ids = list(campaign.audience_tags.values_list("pk", flat=True))
+        if tag_ids:
+            # A subquery rather than a join: a contact with two of the tags is still one recipient.
+            tagged = Contact.tags.through.objects.filter(tag_id__in=tag_ids).values("contact_id")
+            contacts = contacts.filter(pk__in=tagged)
     if campaign.audience_locale:
         contacts = contacts.filter(locale__iexact=campaign.audience_locale)
     return contacts.order_by("pk")
 
 
-def campaign_parameters_for(campaign: Campaign, contact: Contact) -> list[str]:
-    """The template parameters for one recipient. Raises MissingParameter when a mapped contact field
-    is blank: sending "Hi ," is worse than not sending."""
-    values = []
+def campaign_parameters_for(campaign: Campaign, contact: Contact, values: dict | None = None) -> list[str]:
+    """The template's values for one recipient, in slot order. Raises MissingParameter when a mapped
+    contact field or list column is blank: sending "Hi ," is worse than not sending."""
+    result = []
     for position, item in enumerate(campaign.template_parameters, start=1):
         if "field" in item:
-            value = str(getattr(contact, item["field"]) or "").strip()
-            if not value:
-                raise MissingParameter(f"Parameter {position} ({item['field']}) is blank for this contact.")
-            values.append(value)
+            value, source = str(getattr(contact, item["field"]) or "").strip(), item["field"]
+        elif "column" in item:
+            value, source = str((values or {}).get(item["column"]) or "").strip(), f"column {item['column']}"
         else:
-            values.append(item["text"])
-    return values
+            result.append(item["text"])
+            continue
+        if not value:
+            raise MissingParameter(f"Parameter {position} ({source}) is blank for this contact.")
+        result.append(value)
+    return result
+
+
+def campaign_render_for(campaign: Campaign, contact: Contact, values: dict | None = None) -> RenderedTemplate:
+    """The template message for one recipient (Meta's `template` object and the preview).
+    Raises MissingParameter, or TemplateError when a value does not fit its slot."""
+    template = campaign.template
+    given = campaign_parameters_for(campaign, contact, values)
+    slots = campaign_template_slots(template)
+    named = template.parameter_format == ParameterFormat.NAMED
+    header = None
+    body: list | dict = {} if named else []
+    buttons: list = []
+    button_count = len(
+        next(
+            (
+                c.get("buttons") or []
+                for c in template.components
+                if str(c.get("type", "")).upper() == "BUTTONS"
+            ),
+            [],
+        )
+    )
+    buttons = [None] * button_count
+    for slot, value in zip(slots, given, strict=True):
+        if slot.part == "header":
+            if named and slot.name != "media":
+                body[slot.name] = value
+            else:
+                header = value
+        elif slot.part == "body":
+            if named:
+                body[slot.name] = value
+            else:
+                body.append(value)
+        else:
+            buttons[int(slot.name) - 1] = value
+    return render_template(template, body=body, header=header, buttons=buttons or None)
 
 
 def campaign_check_sendable(campaign: Campaign) -> None:
     """Refuse (ValidationError) what no recipient could receive: an unapproved template, an unusable
-    sender."""
+    sender, a parameter mapping that does not fit the template or the audience list."""
     template, sender = campaign.template, campaign.sender
     if template.status != TemplateStatus.APPROVED:
         raise ValidationError(
@@ -145,23 +267,46 @@ def campaign_check_sendable(campaign: Campaign) -> None:
             code="sender_unavailable",
             params={"sender": sender.label, "state": "paused" if sender.paused_at else "inactive"},
         )
+    campaign_check_parameters(campaign)
 
 
-def _marketing_sent_recently(contacts: QuerySet[Contact], *, at: datetime) -> dict[int, int]:
-    """Outbound marketing messages per contact within the frequency cap's period, for a whole
-    audience in one grouped query (the same filter `message_facts` uses for one message)."""
+def marketing_sent_since(contact_ids, *, since: datetime) -> dict[int, int]:
+    """Outbound marketing messages per contact sent since `since`, for many contacts in one grouped
+    query (`contact_ids`: a list or a subquery; the same filter `message_facts` uses for one message)."""
     rows = (
         Message.objects.filter(
-            contact_id__in=contacts.values("pk"),
+            contact_id__in=contact_ids,
             direction=Message.Direction.OUTBOUND,
             template_category__iexact="MARKETING",
-            sent_at__gte=at - timedelta(days=settings.CONSENT_FREQUENCY_CAP_DAYS),
+            sent_at__gte=since,
         )
         .values("contact_id")
         .annotate(n=Count("pk"))
         .order_by()
     )
     return {row["contact_id"]: row["n"] for row in rows}
+
+
+@dataclass
+class FrequencyCounts:
+    """Marketing messages per contact in the account-wide cap's period (for the gate) and in the
+    campaign's own period (for its cap)."""
+
+    account: dict[int, int]
+    campaign: dict[int, int]
+
+
+def campaign_frequency_counts(campaign: Campaign, contact_ids, *, at: datetime) -> FrequencyCounts:
+    if campaign.template.category.upper() != "MARKETING":
+        return FrequencyCounts({}, {})
+    account_days = settings.CONSENT_FREQUENCY_CAP_DAYS
+    account = marketing_sent_since(contact_ids, since=at - timedelta(days=account_days))
+    if campaign.frequency_cap_count is None:
+        return FrequencyCounts(account, {})
+    if campaign.frequency_cap_days == account_days:
+        return FrequencyCounts(account, account)
+    own = marketing_sent_since(contact_ids, since=at - timedelta(days=campaign.frequency_cap_days))
+    return FrequencyCounts(account, own)
 
 
 def _is_valid_number(phone: str) -> bool:
@@ -171,41 +316,25 @@ def _is_valid_number(phone: str) -> bool:
         return False
 
 
-def campaign_dry_run(campaign: Campaign, *, at: datetime | None = None) -> CampaignDryRun:
-    """What would happen if the campaign went out at `at` (default: its schedule, or now if that is
-    past or unset): who receives it now, who later (quiet hours), who not and why.
+@dataclass(frozen=True)
+class Checked:
+    """One recipient's verdict and, unless excluded, their message."""
 
-    Raises ValidationError when nobody could receive it (campaign_check_sendable). Queries: a fixed
-    handful plus two per DRY_RUN_CHUNK_SIZE contacts, however large the audience.
-    """
-    campaign_check_sendable(campaign)
-    now = timezone.now()
-    at = at or max(campaign.scheduled_at or now, now)
-    template = campaign.template
-    is_marketing = template.category.upper() == "MARKETING"
-    audience = campaign_audience(campaign)
-    recent = _marketing_sent_recently(audience, at=at) if is_marketing else {}
-    result = CampaignDryRun(at=at)
-
-    chunk: list[Contact] = []
-    fields = [
-        "pk",
-        "last_inbound_at",
-        *{item["field"] for item in campaign.template_parameters if "field" in item},
-    ]
-    for contact in audience.only(*fields, "phone_number", "timezone").iterator(chunk_size=DRY_RUN_CHUNK_SIZE):
-        chunk.append(contact)
-        if len(chunk) == DRY_RUN_CHUNK_SIZE:
-            _check_chunk(campaign, chunk, recent=recent, at=at, into=result)
-            chunk = []
-    if chunk:
-        _check_chunk(campaign, chunk, recent=recent, at=at, into=result)
-    return result
+    row: DryRunRow
+    rendered: RenderedTemplate | None = None
 
 
-def _check_chunk(
-    campaign: Campaign, contacts: list[Contact], *, recent: dict[int, int], at: datetime, into: CampaignDryRun
-) -> None:
+def campaign_check_recipients(
+    campaign: Campaign,
+    contacts: list[Contact],
+    *,
+    values: dict[int, dict],
+    counts: FrequencyCounts,
+    at: datetime,
+) -> list[Checked]:
+    """Verdicts for a batch of recipients, in order: an invalid number, the compliance gate (the same
+    facts `message_facts` gives it at send time), the campaign's own frequency cap, values the
+    template needs. Two queries for the whole batch (the gate's)."""
     template = campaign.template
     valid = [c for c in contacts if _is_valid_number(c.phone_number)]
     facts = [
@@ -218,50 +347,109 @@ def _check_chunk(
             template_status=template.status,
             timezone=contact.timezone,
             last_inbound_at=contact.last_inbound_at,
-            marketing_sent_recently=recent.get(contact.pk, 0),
+            marketing_sent_recently=counts.account.get(contact.pk, 0),
         )
         for contact in valid
     ]
     decisions = dict(zip((c.pk for c in valid), gate_check_many(facts), strict=True)) if facts else {}
+    cap = campaign.frequency_cap_count
+    checked = []
     for contact in contacts:
         decision = decisions.get(contact.pk)
-        row = DryRunRow(contact.pk, contact.phone_number, Outcome.SEND)
+
+        def excluded(reason: str, detail: str, contact=contact) -> Checked:
+            return Checked(DryRunRow(contact.pk, contact.phone_number, Outcome.EXCLUDED, reason, detail))
+
         if decision is None:
+            checked.append(excluded("invalid_number", "Not a valid phone number."))
+            continue
+        if decision.verdict is Verdict.DENY:
+            checked.append(excluded(decision.code, decision.detail))
+            continue
+        sent = counts.campaign.get(contact.pk, 0)
+        if cap is not None and sent >= cap:
+            checked.append(
+                excluded(
+                    "frequency_cap",
+                    f"Already {sent} marketing messages in {campaign.frequency_cap_days} days "
+                    f"(this campaign's cap: {cap}).",
+                )
+            )
+            continue
+        try:
+            rendered = campaign_render_for(campaign, contact, values.get(contact.pk))
+        except MissingParameter as exc:
+            checked.append(excluded("missing_parameter", str(exc)))
+            continue
+        except TemplateError as exc:
+            checked.append(excluded("invalid_parameter", exc.detail[:255]))
+            continue
+        if decision.verdict is Verdict.DEFER:
             row = DryRunRow(
                 contact.pk,
                 contact.phone_number,
-                Outcome.EXCLUDED,
-                "invalid_number",
-                "Not a valid phone number.",
-            )
-        elif decision.verdict is Verdict.DENY:
-            row = DryRunRow(
-                contact.pk, contact.phone_number, Outcome.EXCLUDED, decision.code, decision.detail
+                Outcome.LATER,
+                decision.code,
+                decision.detail,
+                decision.defer_until,
             )
         else:
-            try:
-                campaign_parameters_for(campaign, contact)
-            except MissingParameter as exc:
-                row = DryRunRow(
-                    contact.pk, contact.phone_number, Outcome.EXCLUDED, "missing_parameter", str(exc)
-                )
-            else:
-                if decision.verdict is Verdict.DEFER:
-                    row = DryRunRow(
-                        contact.pk,
-                        contact.phone_number,
-                        Outcome.LATER,
-                        decision.code,
-                        decision.detail,
-                        decision.defer_until,
-                    )
-        into._add(row)
+            row = DryRunRow(contact.pk, contact.phone_number, Outcome.SEND)
+        checked.append(Checked(row, rendered))
+    return checked
+
+
+#: The Contact columns the checks read (plus the fields the campaign's parameters map).
+CHECK_FIELDS = ("id", "phone_number", "timezone", "last_inbound_at")
+
+
+def campaign_check_fields(campaign: Campaign) -> list[str]:
+    return [*CHECK_FIELDS, *{item["field"] for item in campaign.template_parameters if "field" in item}]
+
+
+def campaign_listed_values(campaign: Campaign, contact_ids: list[int]) -> dict[int, dict]:
+    """The uploaded list's columns for these contacts (empty for tag audiences)."""
+    if campaign.audience_source != Campaign.AudienceSource.UPLOAD:
+        return {}
+    rows = CampaignAudienceMember.objects.filter(campaign=campaign, contact_id__in=contact_ids)
+    return dict(rows.values_list("contact_id", "values"))
+
+
+def campaign_dry_run(campaign: Campaign, *, at: datetime | None = None) -> CampaignDryRun:
+    """What would happen if the campaign went out at `at` (default: its schedule, or now if that is
+    past or unset): who receives it now, who later (quiet hours), who not and why.
+
+    Raises ValidationError when nobody could receive it (campaign_check_sendable). Queries: a fixed
+    handful plus three per DRY_RUN_CHUNK_SIZE contacts, however large the audience.
+    """
+    campaign_check_sendable(campaign)
+    now = timezone.now()
+    at = at or max(campaign.scheduled_at or now, now)
+    audience = campaign_audience(campaign)
+    counts = campaign_frequency_counts(campaign, audience.values("pk"), at=at)
+    result = CampaignDryRun(at=at)
+
+    chunk: list[Contact] = []
+
+    def check(chunk: list[Contact]) -> None:
+        values = campaign_listed_values(campaign, [c.pk for c in chunk])
+        for checked in campaign_check_recipients(campaign, chunk, values=values, counts=counts, at=at):
+            result._add(checked.row)
+
+    for contact in audience.only(*campaign_check_fields(campaign)).iterator(chunk_size=DRY_RUN_CHUNK_SIZE):
+        chunk.append(contact)
+        if len(chunk) == DRY_RUN_CHUNK_SIZE:
+            check(chunk)
+            chunk = []
+    if chunk:
+        check(chunk)
+    return result
 
 
 CSV_HEADER = ("phone_number", "outcome", "reason", "detail", "send_at")
 
 
-def _cell(value: str) -> str:
+def csv_cell(value: str) -> str:
     # Spreadsheets run cells starting with = + - @ as formulas; E.164 numbers are validated digits.
     if E164.fullmatch(value):
         return value
@@ -279,7 +467,7 @@ def campaign_dry_run_csv(dry_run: CampaignDryRun, *, lines_per_chunk: int = 500)
             send_at = ""
         else:
             send_at = (row.defer_until or dry_run.at).isoformat(timespec="seconds")
-        writer.writerow([_cell(row.phone_number), row.outcome, row.reason, _cell(row.detail), send_at])
+        writer.writerow([csv_cell(row.phone_number), row.outcome, row.reason, csv_cell(row.detail), send_at])
         if count % lines_per_chunk == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -339,6 +527,7 @@ def campaign_submit(*, campaign: Campaign, user) -> Campaign:
     # A new submission: the previous rejection has been addressed (or argued with).
     campaign.rejection_reason = ""
     campaign.save(update_fields=["status", "submitted_by", "submitted_at", "rejection_reason", "updated_at"])
+    campaign_event(campaign, "submitted", user=user)
     return campaign
 
 
@@ -353,7 +542,23 @@ def campaign_approve(*, campaign: Campaign, user) -> Campaign:
     campaign.status = Campaign.Status.APPROVED
     campaign.approved_by, campaign.approved_at = user, timezone.now()
     campaign.save(update_fields=["status", "approved_by", "approved_at", "updated_at"])
+    campaign_event(campaign, "approved", user=user)
+    if campaign.scheduled_at is None or campaign.scheduled_at <= campaign.approved_at:
+        # Now: the fan-out runs in a worker (or, without a broker, right after this commits). Later:
+        # the periodic dispatcher starts it when its time comes.
+        transaction.on_commit(lambda: _start_now(campaign.pk))
     return campaign
+
+
+def _start_now(campaign_id: int) -> None:
+    from messaging.tasks import start_campaign
+
+    start_campaign.delay(campaign_id)
+
+
+def campaign_event(campaign: Campaign, action: str, *, user=None, detail: str = "") -> CampaignEvent:
+    """One line of the campaign's history (submitted, rejected and why, approved, started, ...)."""
+    return CampaignEvent.objects.create(campaign=campaign, action=action, user=user, detail=detail)
 
 
 @transaction.atomic
@@ -368,4 +573,5 @@ def campaign_reject(*, campaign: Campaign, user, reason: str) -> Campaign:
     campaign.rejection_reason = reason.strip()
     campaign.submitted_by, campaign.submitted_at = None, None
     campaign.save(update_fields=["status", "rejection_reason", "submitted_by", "submitted_at", "updated_at"])
+    campaign_event(campaign, "rejected", user=user, detail=campaign.rejection_reason)
     return campaign

@@ -93,8 +93,8 @@ class ImportReport:
         return not self.file_error and not self.failed
 
 
-class _FileRejected(Exception):
-    pass
+class CsvFileRejected(Exception):
+    """The whole file cannot be read (too large, not CSV, not UTF-8, empty); the message says how to fix it."""
 
 
 @dataclass
@@ -139,9 +139,9 @@ def contact_csv_import(
     report = ImportReport(dry_run=dry_run)
     try:
         region = _region_or_default(default_region)
-        text = _read_text(file)
+        text = csv_file_text(file)
         rows = _parse_rows(text, region, report)
-    except _FileRejected as exc:
+    except CsvFileRejected as exc:
         # Rows checked before the file was rejected were not imported either: report none of them.
         return ImportReport(dry_run=dry_run, file_error=str(exc))
 
@@ -155,15 +155,16 @@ def _region_or_default(region: str | None) -> str | None:
         return None
     region = region.strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise _FileRejected(f"“{region}” is not a known country code for phone numbers (e.g. US, GB, IN).")
+        raise CsvFileRejected(f"“{region}” is not a known country code for phone numbers (e.g. US, GB, IN).")
     return region
 
 
-def _read_text(file: IO[bytes] | IO[str]) -> str:
+def csv_file_text(file: IO[bytes] | IO[str]) -> str:
+    """The file's text as a spreadsheet saved it (UTF-8 with or without BOM, UTF-16), or CsvFileRejected."""
     data = file.read(MAX_FILE_BYTES + 1)
     too_large = f"The file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; split it into smaller files."
     if len(data) > MAX_FILE_BYTES:
-        raise _FileRejected(too_large)
+        raise CsvFileRejected(too_large)
     not_csv = (
         "This is not a CSV file (it looks like a binary file, such as an Excel workbook). "
         "In your spreadsheet choose “Save as” and “CSV UTF-8 (Comma delimited)” and upload that file."
@@ -173,15 +174,15 @@ def _read_text(file: IO[bytes] | IO[str]) -> str:
             try:
                 text = data.decode("utf-16")
             except UnicodeDecodeError as exc:
-                raise _FileRejected(not_csv) from exc
+                raise CsvFileRejected(not_csv) from exc
         else:
             if b"\x00" in data:
-                raise _FileRejected(not_csv)
+                raise CsvFileRejected(not_csv)
             try:
                 text = data.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
                 line = data.count(b"\n", 0, exc.start) + 1
-                raise _FileRejected(
+                raise CsvFileRejected(
                     f"The file is not UTF-8 text (the first unreadable character is on line {line}). "
                     "In Excel choose “CSV UTF-8 (Comma delimited)” when saving; in other programs pick "
                     "the UTF-8 encoding."
@@ -190,9 +191,9 @@ def _read_text(file: IO[bytes] | IO[str]) -> str:
         text = data
     text = text.removeprefix("\ufeff")
     if "\x00" in text:
-        raise _FileRejected(not_csv)
+        raise CsvFileRejected(not_csv)
     if not text.strip():
-        raise _FileRejected("The file is empty.")
+        raise CsvFileRejected("The file is empty.")
     return text
 
 
@@ -211,7 +212,7 @@ def _parse_rows(text: str, region: str | None, report: ImportReport) -> list[_Ro
         except StopIteration:
             break
         except csv.Error as exc:
-            raise _FileRejected(
+            raise CsvFileRejected(
                 f"Line {previous_end + 1} is not valid CSV ({exc}). A value containing quotes, the "
                 "separator or a line break must be enclosed in double quotes, with inner quotes doubled."
             ) from exc
@@ -225,7 +226,7 @@ def _parse_rows(text: str, region: str | None, report: ImportReport) -> list[_Ro
             continue
         data_rows += 1
         if data_rows > MAX_ROWS:
-            raise _FileRejected(f"The file has more than {MAX_ROWS:,} contacts; split it into smaller files.")
+            raise CsvFileRejected(f"The file has more than {MAX_ROWS:,} contacts; split it into smaller files.")
         row, errors = _validate_row(line, cells, len(header), columns, region, first_line_of_phone)
         if errors:
             report.failed += 1
@@ -233,9 +234,9 @@ def _parse_rows(text: str, region: str | None, report: ImportReport) -> list[_Ro
         elif row is not None:
             rows.append(row)
     if header is None:
-        raise _FileRejected("The file is empty.")
+        raise CsvFileRejected("The file is empty.")
     if not data_rows:
-        raise _FileRejected(f"The file has a header on line {header_line} but no contacts below it.")
+        raise CsvFileRejected(f"The file has a header on line {header_line} but no contacts below it.")
     return rows
 
 
@@ -265,7 +266,7 @@ def _map_header(header: list[str], report: ImportReport) -> dict[str, int]:
             continue
         if name in IMPORT_COLUMNS:
             if name in columns:
-                raise _FileRejected(
+                raise CsvFileRejected(
                     f"The header names the {name} column twice (columns {columns[name] + 1} and "
                     f"{index + 1}); keep one of them."
                 )
@@ -274,7 +275,7 @@ def _map_header(header: list[str], report: ImportReport) -> dict[str, int]:
             report.ignored_columns.append(raw.strip())
     if "phone_number" not in columns:
         found = ", ".join(cell.strip() for cell in header[:10] if cell.strip())
-        raise _FileRejected(
+        raise CsvFileRejected(
             "The file has no phone_number column, so nothing was imported. The first line must name "
             f"the columns, e.g. “phone_number,profile_name,tags” (found: {found or 'nothing'})."
         )
@@ -304,7 +305,7 @@ def _validate_row(
         index = columns.get(name)
         if index is None or index >= len(cells):
             return ""
-        return _unneutralize(cells[index].strip())
+        return csv_unneutralize(cells[index].strip())
 
     errors: list[RowError] = []
     phone_number = _validate_phone(line, cell("phone_number"), region, first_line_of_phone, errors)
@@ -384,7 +385,7 @@ def _timezones_by_lowercase_name() -> dict[str, str]:
     return {name.lower(): name for name in iana_timezones()}
 
 
-def _unneutralize(value: str) -> str:
+def csv_unneutralize(value: str) -> str:
     # Undo the apostrophe our export puts before formula-like values, so an export imports unchanged.
     if value.startswith("'") and value[1:2] and value[1] in "".join(FORMULA_TRIGGERS):
         return value[1:]

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from messaging.whatsapp.base import SenderRef
 
@@ -185,6 +186,7 @@ class MessageStatus(models.TextChoices):
     FAILED = "failed"
     BLOCKED = "blocked", "blocked by policy"
     CANCELLED = "cancelled"
+    HELD = "held", "held: campaign paused"
     RECEIVED = "received"  # inbound messages
 
 
@@ -272,6 +274,9 @@ class Message(models.Model):
     in_reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
     )
+    campaign = models.ForeignKey(
+        "Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="messages", editable=False
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -298,6 +303,20 @@ class Message(models.Model):
             models.Index(fields=["contact", "-created_at"]),
             models.Index(fields=["status", "-created_at"]),
             models.Index(fields=["direction", "status", "-created_at"]),
+            # A campaign's progress (messages per status) and its dispatch window (messages in flight).
+            models.Index(
+                fields=["campaign", "status"],
+                name="message_campaign_status",
+                condition=models.Q(campaign__isnull=False),
+            ),
+        ]
+        constraints = [
+            # A campaign reaches each person once, whatever happens to its dispatch (retries, resumes).
+            models.UniqueConstraint(
+                fields=["campaign", "contact"],
+                condition=models.Q(campaign__isnull=False),
+                name="one_message_per_campaign_contact",
+            )
         ]
         permissions = [
             ("approve_message", "Can approve or reject messages written by others"),
@@ -452,7 +471,8 @@ CAMPAIGN_CONTACT_FIELDS = ("profile_name", "username", "phone_number", "wa_id", 
 
 
 def validate_campaign_parameters(value) -> None:
-    """A list whose items are each {"text": "literal"} or {"field": "<one of CAMPAIGN_CONTACT_FIELDS>"}."""
+    """A list whose items are each {"text": "literal"}, {"field": "<one of CAMPAIGN_CONTACT_FIELDS>"} or
+    {"column": "<a column of the uploaded audience list>"} (checked against the list when it is used)."""
     if not isinstance(value, list):
         raise ValidationError("Template parameters must be a list.", code="invalid_parameters")
     for position, item in enumerate(value, start=1):
@@ -460,8 +480,16 @@ def validate_campaign_parameters(value) -> None:
             continue
         if isinstance(item, dict) and set(item) == {"field"} and item["field"] in CAMPAIGN_CONTACT_FIELDS:
             continue
+        if (
+            isinstance(item, dict)
+            and set(item) == {"column"}
+            and isinstance(item["column"], str)
+            and item["column"]
+        ):
+            continue
         raise ValidationError(
-            'Parameter %(position)s must be {"text": "…"} or {"field": "…"} with a field among %(fields)s.',
+            'Parameter %(position)s must be {"text": "…"}, {"column": "…"} or {"field": "…"} with a field '
+            "among %(fields)s.",
             code="invalid_parameters",
             params={"position": position, "fields": ", ".join(CAMPAIGN_CONTACT_FIELDS)},
         )
@@ -470,22 +498,34 @@ def validate_campaign_parameters(value) -> None:
 class Campaign(models.Model):
     """One approved template sent from one sender to an audience of contacts.
 
-    Lifecycle (planned):
+    Lifecycle:
 
-        draft ─▶ pending_approval ─▶ approved ─▶ running ⇄ paused ─▶ completed
-          ▲            │                 │          │        │
-          └─ rejected ◀┘                 └──────────┴────────┴──▶ cancelled
+        draft ─▶ pending_approval ─▶ approved ─▶ running ⇄ paused
+          ▲            │              (waits for   │         │
+          └─ rejected ◀┘              scheduled_at) ├─▶ completed
+                                          │         │
+                                          └─────────┴─────────┴──▶ cancelled
 
     A draft can be edited and dry-run; submitted, it waits for a second person who approves it or
-    sends it back to draft with a `rejection_reason` (kept so the author sees why). Pending and
-    approved campaigns are frozen: what was approved is what goes out (messaging.campaigns).
-    Fan-out, pause/resume and progress come with the next increments and add their statuses here.
+    sends it back to draft with a `rejection_reason` (kept so the author sees why; every step is in
+    its CampaignEvent history). Pending and approved campaigns are frozen: what was approved is what
+    goes out. At its time an approved campaign starts: its audience is materialized once into
+    CampaignRecipient rows (the fan-out), then dispatched in paced batches through the outbound
+    pipeline (messaging.campaign_dispatch).
     """
 
     class Status(models.TextChoices):
         DRAFT = "draft"
         PENDING_APPROVAL = "pending_approval", "Pending approval"
-        APPROVED = "approved"
+        APPROVED = "approved", "Approved (scheduled)"
+        RUNNING = "running"
+        PAUSED = "paused"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    class AudienceSource(models.TextChoices):
+        FILTERS = "filters", "Tags and locale"
+        UPLOAD = "upload", "An uploaded list (CSV)"
 
     name = models.CharField(max_length=200)
     sender = models.ForeignKey(Sender, on_delete=models.PROTECT, related_name="campaigns")
@@ -496,7 +536,14 @@ class Campaign(models.Model):
         default=list,
         blank=True,
         validators=[validate_campaign_parameters],
-        help_text='One item per template variable, in order: {"text": "literal"} or {"field": "profile_name"}.',
+        help_text=(
+            "One item per template variable, in order (a text header's or a media header's first, then "
+            'the body\'s): {"text": "literal"}, {"field": "profile_name"} (a contact field) or '
+            '{"column": "order_id"} (a column of the uploaded list).'
+        ),
+    )
+    audience_source = models.CharField(
+        max_length=8, choices=AudienceSource.choices, default=AudienceSource.FILTERS
     )
     audience_tags = models.ManyToManyField(
         Tag,
@@ -505,7 +552,18 @@ class Campaign(models.Model):
         help_text="Contacts with any of these tags; none: everyone.",
     )
     audience_locale = models.CharField(max_length=16, blank=True, help_text="e.g. en_US; blank: any locale.")
+    # What the last uploaded list held: counts and the lines that could not be used (never the numbers).
+    audience_upload_summary = models.JSONField(default=dict, blank=True, editable=False)
     scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Blank: as soon as approved.")
+    frequency_cap_count = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Skip people who already received this many marketing messages from us in the period below "
+            "(blank: only the account-wide cap applies)."
+        ),
+    )
+    frequency_cap_days = models.PositiveSmallIntegerField(default=7, help_text="The frequency cap's period.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -531,10 +589,85 @@ class Campaign(models.Model):
     )
     approved_at = models.DateTimeField(null=True, blank=True, editable=False)
     rejection_reason = models.TextField(blank=True, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    recipients_total = models.PositiveIntegerField(default=0, editable=False)
+    # When a dispatch step last ran: the periodic safety net restarts a chain of steps that stopped.
+    advanced_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("approve_campaign", "Can approve campaigns written by others")]
+        permissions = [
+            ("approve_campaign", "Can approve campaigns written by others"),
+            ("control_campaign", "Can pause, resume and cancel running campaigns"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+
+class CampaignAudienceMember(models.Model):
+    """One contact of an uploaded audience list, with the list's other columns for its parameters."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="audience_members")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    values = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "contact"], name="one_listing_per_campaign_contact")
+        ]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} in campaign {self.campaign_id}"
+
+
+class CampaignRecipient(models.Model):
+    """One person a started campaign is for (the fan-out), and what became of them: a message
+    (`queued`, its delivery then on the message), `excluded` with the gate's reason, or `cancelled`.
+    One row per campaign and contact; its message is created once, under the campaign's lock."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "waiting to be dispatched"
+        QUEUED = "queued", "message created"
+        EXCLUDED = "excluded"
+        CANCELLED = "cancelled"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=32, blank=True)
+    detail = models.CharField(max_length=255, blank=True)
+    values = models.JSONField(null=True, blank=True, help_text="The uploaded list's columns, if any.")
+    message = models.OneToOneField(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="campaign_recipient"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "contact"], name="one_recipient_per_campaign_contact")
+        ]
+        indexes = [models.Index(fields=["campaign", "status", "id"], name="campaign_recipient_queue")]
+
+    def __str__(self) -> str:
+        return f"contact {self.contact_id} in campaign {self.campaign_id} ({self.status})"
+
+
+class CampaignEvent(models.Model):
+    """The campaign's history: who submitted, rejected (and why), approved, started, paused, resumed,
+    cancelled it, and when."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=20)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"

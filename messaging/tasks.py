@@ -72,16 +72,45 @@ def messages_enqueue(message_ids: Sequence[int]) -> int:
     return len(batches)
 
 
+@shared_task(name="messaging.tasks.advance_campaign", ignore_result=True)
+def advance_campaign(campaign_id: int) -> dict:
+    """One dispatch step of a running campaign (messaging.campaign_dispatch), then the next one a tick
+    later while it runs. A step run twice does no harm (each locks the campaign and takes only pending
+    recipients); a lost chain is restarted by dispatch_due_messages."""
+    from messaging.campaign_dispatch import (
+        DISPATCH_IDLE_TICK_SECONDS,
+        DISPATCH_TICK_SECONDS,
+        campaign_advance,
+    )
+
+    result = campaign_advance(campaign_id)
+    if result.running and not advance_campaign.app.conf.task_always_eager:
+        countdown = DISPATCH_IDLE_TICK_SECONDS if result.idle else DISPATCH_TICK_SECONDS
+        advance_campaign.apply_async((campaign_id,), countdown=countdown)
+    return {"status": result.status, "created": result.created, "excluded": result.excluded}
+
+
+@shared_task(name="messaging.tasks.start_campaign", ignore_result=True)
+def start_campaign(campaign_id: int) -> bool:
+    """Start an approved campaign whose time has come (fan-out, then its dispatch steps)."""
+    from messaging.campaign_dispatch import campaign_start
+
+    return campaign_start(campaign_id)
+
+
 @shared_task(name="messaging.tasks.dispatch_due_messages")
 def dispatch_due_messages() -> int:
     """Periodic safety net: enqueue every due message (a lost task, a deferred message whose time has
     come, a paused sender back in service), settle sends abandoned by dead workers, and process webhook
-    deliveries whose processing task was lost, and statuses held for a wamid that is now known."""
+    deliveries whose processing task was lost, and statuses held for a wamid that is now known; start
+    scheduled campaigns whose time has come and restart a running campaign's lost chain of steps."""
+    from messaging.campaign_dispatch import campaigns_tick
     from messaging.sending import messages_due, messages_unstick
     from messaging.statuses import pending_statuses_sweep
     from messaging.webhook_processing import webhook_drain_started, webhook_events_recover
 
     messages_unstick()
+    campaigns_tick()  # scheduled campaigns whose time has come; running ones whose steps stopped
     pending_statuses_sweep()  # statuses that raced a send which ended unconfirmed, or were missed
     due = messages_due()
     messages_enqueue(due)
