@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "messaging",
+    "messaging.automations",
     "templates_app",
     "compliance",
 ]

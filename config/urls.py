@@ -15,6 +15,7 @@ urlpatterns = [
     path("webhooks/whatsapp/", WhatsAppWebhookView.as_view(), name="whatsapp-webhook"),
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("", include("compliance.urls")),
+    path("", include("messaging.automations.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("messaging.api.urls")),
     path("api/v1/", include("compliance.api.urls")),

@@ -131,9 +131,12 @@ def message_compose(
     from_number: str | None = None,
     reply_to: str = "",
     submit: bool = True,
+    released_by_rule: str = "",
 ) -> Message:
     """Create an outbound message. Raises ValidationError for malformed content and MessageRefused
-    for a message that may not go out (its code says why). Deferred by quiet hours is accepted."""
+    for a message that may not go out (its code says why). Deferred by quiet hours is accepted.
+    `released_by_rule` (messaging.automations) queues it at once: a second person approved the rule
+    that composes it, and the timeline names that rule."""
     sender = _sender_for(from_number)
     composed = compose_content(message_type=message_type, data=data, sender=sender)
     message = Message(created_by=created_by, status=MessageStatus.DRAFT)
@@ -141,7 +144,9 @@ def message_compose(
     _refuse_unless_allowed(message)
     message.save()
     record_status(message, MessageStatus.DRAFT, source="compose")
-    if submit:
+    if released_by_rule:
+        _release(message, approver=None, detail=f"released by automation rule {released_by_rule}")
+    elif submit:
         _submit(message, user=created_by, source="compose")
     return message
 

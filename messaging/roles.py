@@ -31,6 +31,12 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "messaging.add_campaign",
         "messaging.change_campaign",
         "messaging.view_campaign",
+        "messaging.view_campaignrecipient",
+        "messaging.view_campaignevent",
+        # Writes automation rules (event → template); a second person activates them.
+        "automations.view_automationrule",
+        "automations.add_automationrule",
+        "automations.change_automationrule",
     },
     # Reviews templates before they go to Meta (never their own: templates_app.services enforces it).
     APPROVER: {
@@ -44,7 +50,14 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "messaging.approve_message",
         # Approves campaigns or sends them back to draft (never their own: messaging.campaigns).
         "messaging.view_campaign",
+        "messaging.view_campaignrecipient",
+        "messaging.view_campaignevent",
         "messaging.approve_campaign",
+        # Pauses, resumes or cancels a running campaign (messaging.campaign_dispatch).
+        "messaging.control_campaign",
+        # Activates automation rules written by others (never their own: messaging.automations.services).
+        "automations.view_automationrule",
+        "automations.activate_automationrule",
     },
     # Reads everything about consent (ledger, current state, texts, exports, staff audit trail) and
     # exports the ledger; changes nothing.
@@ -70,6 +83,10 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "compliance.view_privacyrequestevent",
         "compliance.view_deletioncertificate",
         "compliance.view_privacy_metrics",
+        # What outside systems sent, which rules ran and what each run did (sent, refused and why).
+        "automations.view_automationrule",
+        "automations.view_automationevent",
+        "automations.view_automationrun",
     },
     # An auditor's reading and exporting, plus writing new consent wording and handling privacy requests.
     COMPLIANCE_OFFICER: {
@@ -104,6 +121,12 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         "messaging.change_webhookevent",
         "messaging.view_provideralert",
         "messaging.change_provideralert",
+        # Watches running campaigns and pauses, resumes or cancels one that misbehaves (a flood of
+        # failures, a wrong audience); sees its recipients and history, approves nothing.
+        "messaging.view_campaign",
+        "messaging.view_campaignrecipient",
+        "messaging.view_campaignevent",
+        "messaging.control_campaign",
     },
 }
 

@@ -103,7 +103,9 @@ def dispatch_due_messages() -> int:
     """Periodic safety net: enqueue every due message (a lost task, a deferred message whose time has
     come, a paused sender back in service), settle sends abandoned by dead workers, and process webhook
     deliveries whose processing task was lost, and statuses held for a wamid that is now known; start
-    scheduled campaigns whose time has come and restart a running campaign's lost chain of steps."""
+    scheduled campaigns whose time has come, restart a running campaign's lost chain of steps, and process
+    automation events whose task was lost."""
+    from messaging.automations.services import events_recover
     from messaging.campaign_dispatch import campaigns_tick
     from messaging.sending import messages_due, messages_unstick
     from messaging.statuses import pending_statuses_sweep
@@ -111,6 +113,7 @@ def dispatch_due_messages() -> int:
 
     messages_unstick()
     campaigns_tick()  # scheduled campaigns whose time has come; running ones whose steps stopped
+    events_recover()  # outside systems' events whose processing task was lost
     pending_statuses_sweep()  # statuses that raced a send which ended unconfirmed, or were missed
     due = messages_due()
     messages_enqueue(due)
