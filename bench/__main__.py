@@ -18,10 +18,19 @@ def main() -> int:
     os.environ.setdefault("DJANGO_DEBUG", "true")
     django.setup()
 
-    from bench import admin_changelists, cloud_send, consent_export, dashboard, dispatch, webhook_ingest
+    from bench import (
+        admin_changelists,
+        campaign_fanout,
+        cloud_send,
+        consent_export,
+        dashboard,
+        dispatch,
+        webhook_ingest,
+    )
 
     benchmarks = [
         admin_changelists.run,
+        campaign_fanout.run,
         cloud_send.run,
         consent_export.run,
         dashboard.run,
