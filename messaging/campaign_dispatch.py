@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from messaging.campaigns import (
@@ -81,6 +81,7 @@ class StepResult:
     excluded: int = 0  # recipients excluded
     waiting: bool = False  # nothing to do until messages in flight go out
     idle: bool = False  # everyone dispatched: only waiting for the last messages to leave
+    full: bool = False  # a whole batch: more may be waiting, take the next one without a pause
 
     @property
     def running(self) -> bool:
@@ -206,7 +207,12 @@ def campaign_advance(campaign_id: int, *, now: datetime | None = None) -> StepRe
             from messaging.tasks import messages_enqueue
 
             transaction.on_commit(lambda: messages_enqueue(queued_ids))
-    return StepResult(Campaign.Status.RUNNING, created=len(recipients) - excluded, excluded=excluded)
+    return StepResult(
+        Campaign.Status.RUNNING,
+        created=len(recipients) - excluded,
+        excluded=excluded,
+        full=len(recipients) == DISPATCH_BATCH_SIZE,
+    )
 
 
 def _dispatch(
@@ -252,7 +258,16 @@ def _dispatch(
             )
         )
         sent_for.append(recipient)
-    Message.objects.bulk_create(messages)
+    rows_insert(Message, messages)  # one COPY on PostgreSQL: 1,000 messages in a few milliseconds
+    if messages and messages[0].pk is None:
+        # COPY hands no ids back: each is the campaign's one message to its contact.
+        ids = dict(
+            Message.objects.filter(
+                campaign=campaign, contact_id__in=[m.contact_id for m in messages]
+            ).values_list("contact_id", "pk")
+        )
+        for message in messages:
+            message.pk = ids[message.contact_id]
     approver = campaign.approved_by.get_username() if campaign.approved_by else "?"
     detail = f"campaign “{campaign.name}” (#{campaign.pk}), approved by {approver}"
     events = [
@@ -260,10 +275,24 @@ def _dispatch(
         for m in messages
     ]
     rows_insert(MessageStatusEvent, events)
-    for recipient, message in zip(sent_for, messages, strict=True):
-        recipient.status, recipient.message = CampaignRecipient.Status.QUEUED, message
-    CampaignRecipient.objects.bulk_update(sent_for, ["status", "message"], batch_size=500)
-    CampaignRecipient.objects.bulk_update(excluded, ["status", "reason", "detail"], batch_size=500)
+    # Two or three UPDATEs for the whole batch (bulk_update would build a CASE per row): each
+    # recipient's message is the campaign's one message to its contact.
+    if sent_for:
+        CampaignRecipient.objects.filter(pk__in=[r.pk for r in sent_for]).update(
+            status=CampaignRecipient.Status.QUEUED,
+            message_id=Subquery(
+                Message.objects.filter(
+                    campaign_id=OuterRef("campaign_id"), contact_id=OuterRef("contact_id")
+                ).values("pk")[:1]
+            ),
+        )
+    by_reason: dict[tuple[str, str], list[int]] = {}
+    for recipient in excluded:
+        by_reason.setdefault((recipient.reason, recipient.detail), []).append(recipient.pk)
+    for (reason, detail), ids in by_reason.items():
+        CampaignRecipient.objects.filter(pk__in=ids).update(
+            status=CampaignRecipient.Status.EXCLUDED, reason=reason, detail=detail
+        )
     return [m.pk for m in messages if m.status == MessageStatus.QUEUED], len(excluded)
 
 

@@ -18,11 +18,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from compliance.gate import MessageFacts, Verdict, gate_check_many
 from messaging.contact_csv import E164, FORMULA_TRIGGERS
 from messaging.models import Campaign, CampaignAudienceMember, CampaignEvent, Contact, Message
-from messaging.phone import phone_normalize
 from templates_app.models import MessageTemplate, ParameterFormat, TemplateStatus
 from templates_app.rendering import RenderedTemplate, TemplateError, render_template
 from templates_app.validation import MEDIA_HEADER_FORMATS, variables_in
@@ -309,11 +309,14 @@ def campaign_frequency_counts(campaign: Campaign, contact_ids, *, at: datetime) 
     return FrequencyCounts(account, own)
 
 
-def _is_valid_number(phone: str) -> bool:
-    try:
-        return phone_normalize(phone) == phone
-    except ValidationError:
+def _is_sendable_number(phone: str) -> bool:
+    """A well-formed E.164 number of a country that exists. Every way into the contacts table validates
+    numbers fully (messaging.phone.phone_normalize, ~0.1 ms each, too slow for 100,000 recipients per
+    dry run); the audience checks only catch rows that got in another way (old imports, direct SQL)."""
+    if not E164.fullmatch(phone or ""):
         return False
+    # Country calling codes are prefix-free: at most one of the first 1, 2 or 3 digits is one.
+    return any(int(phone[1 : 1 + n]) in COUNTRY_CODE_TO_REGION_CODE for n in (1, 2, 3))
 
 
 @dataclass(frozen=True)
@@ -336,7 +339,7 @@ def campaign_check_recipients(
     facts `message_facts` gives it at send time), the campaign's own frequency cap, values the
     template needs. Two queries for the whole batch (the gate's)."""
     template = campaign.template
-    valid = [c for c in contacts if _is_valid_number(c.phone_number)]
+    valid = [c for c in contacts if _is_sendable_number(c.phone_number)]
     facts = [
         MessageFacts(
             contact_id=contact.pk,

@@ -85,7 +85,8 @@ def advance_campaign(campaign_id: int) -> dict:
 
     result = campaign_advance(campaign_id)
     if result.running and not advance_campaign.app.conf.task_always_eager:
-        countdown = DISPATCH_IDLE_TICK_SECONDS if result.idle else DISPATCH_TICK_SECONDS
+        # A full batch: a fast sender may be waiting for more; otherwise let the messages in flight go.
+        countdown = 0 if result.full else DISPATCH_IDLE_TICK_SECONDS if result.idle else DISPATCH_TICK_SECONDS
         advance_campaign.apply_async((campaign_id,), countdown=countdown)
     return {"status": result.status, "created": result.created, "excluded": result.excluded}
 

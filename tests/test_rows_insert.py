@@ -57,3 +57,27 @@ def test_rows_are_written_whole_with_their_creation_times(message):
 @pytest.mark.postgres
 def test_on_postgresql_the_same_rows_arrive_through_copy(message):
     test_rows_are_written_whole_with_their_creation_times(message)
+
+
+def test_json_values_arrive_as_json(message):
+    from messaging.models import Message
+
+    content = {"name": "summer_sale", "language": {"code": "en_US"}, "note": "tab\there, “quotes”, \\N"}
+    rows_insert(
+        Message,
+        [
+            Message(
+                contact=message.contact, sender=message.sender, kind="template", content=content,
+                status="queued", preview="Hi",
+            )
+        ],
+    )  # fmt: skip
+    written = Message.objects.exclude(pk=message.pk).get()
+    assert written.content == content
+    assert written.content["language"]["code"] == "en_US"  # a JSON object, not a string of one
+    assert Message.objects.filter(content__language__code="en_US").count() == 1
+
+
+@pytest.mark.postgres
+def test_on_postgresql_json_arrives_through_copy(message):
+    test_json_values_arrive_as_json(message)

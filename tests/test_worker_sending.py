@@ -430,3 +430,67 @@ def test_a_worker_killed_mid_batch_never_causes_a_second_send(
     assert requests_per_message(double) == Counter({str(pk): 1 for pk in ids})
     assert messages_unstick(older_than=timedelta(0)) == len(ids)
     assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.UNCONFIRMED}
+
+
+def test_a_campaign_runs_to_completion_on_real_workers_and_reaches_everyone_once(
+    two_workers, show_worker_logs, client_app, shared_queue, double
+):
+    """Started in a worker, the campaign's dispatch steps chain themselves through the broker (not
+    eagerly), hand batches to send tasks, and complete. Its start and steps delivered several times
+    over, concurrently, change nothing: one request per recipient."""
+    from compliance.services import Evidence, consent_record, consent_text_create
+    from messaging.models import Campaign, CampaignRecipient
+    from templates_app.models import MessageTemplate, TemplateStatus
+
+    show_worker_logs.extend(two_workers)
+    consent_text_create(version="v1", business_name="Acme", body="Acme offers. Reply STOP to stop.")
+    sender = SenderFactory()
+    template = MessageTemplate.objects.create(
+        waba_id=sender.waba_id,
+        name="spring_sale",
+        language="en_US",
+        category="UTILITY",  # no quiet hours: the test may run at night in every US time zone
+        status=TemplateStatus.APPROVED,
+        components=[
+            {"type": "BODY", "text": "Hi {{1}}, spring is here.", "example": {"body_text": [["Ann"]]}}
+        ],
+    )
+    people = [ContactFactory() for _ in range(12)]
+    for contact in people[:10]:
+        consent_record(
+            contact_id=contact.pk,
+            phone_number=contact.phone_number,
+            purpose="utility",
+            action="opt_in",
+            source="web_form",
+            evidence=Evidence(ip_address="203.0.113.7", user_agent="test", page_url="https://shop.example/"),
+            text_version="v1",
+        )
+    campaign = Campaign.objects.create(
+        name="Spring",
+        sender=sender,
+        template=template,
+        template_parameters=[{"field": "profile_name"}],
+        status=Campaign.Status.APPROVED,
+    )
+
+    for _ in range(2):
+        client_app.send_task("messaging.tasks.start_campaign", args=[campaign.pk], queue=shared_queue)
+    for _ in range(3):
+        client_app.send_task("messaging.tasks.advance_campaign", args=[campaign.pk], queue=shared_queue)
+
+    def completed() -> bool:
+        campaign.refresh_from_db()
+        return campaign.status == Campaign.Status.COMPLETED
+
+    wait_for(completed, timeout=30, what="the campaign to complete")
+    sent = Message.objects.filter(campaign=campaign)
+    assert sent.count() == 10
+    assert set(sent.values_list("status", flat=True)) == {MessageStatus.SENT}
+    assert requests_per_message(double) == Counter({str(m.pk): 1 for m in sent})
+    assert (
+        CampaignRecipient.objects.filter(campaign=campaign, status="excluded", reason="no_consent").count()
+        == 2
+    )
+    payload = next(r.json for r in double.requests if r.path.endswith("/messages"))
+    assert payload["type"] == "template" and payload["template"]["name"] == "spring_sale"
