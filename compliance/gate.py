@@ -37,6 +37,7 @@ import phonenumbers
 from django.conf import settings
 from phonenumbers import timezone as phone_timezones
 
+import config.lookups  # noqa: F401 - registers the any_of lookup
 from compliance.crypto import phone_keyed_hash
 from compliance.models import ConsentEvent, ConsentSource, ConsentState, ConsentStatus, Purpose, Suppression
 
@@ -167,11 +168,12 @@ def _preload(facts_list: Sequence[MessageFacts]) -> _Preloaded:
     contact_ids = {f.contact_id for f in facts_list}
     hashes = {phone_keyed_hash(f.phone_number): f.phone_number for f in facts_list}
     loaded = _Preloaded()
-    for state in ConsentState.objects.filter(contact_id__in=contact_ids):
+    # any_of: one array parameter for a whole audience batch (config.lookups).
+    for state in ConsentState.objects.filter(contact_id__any_of=contact_ids):
         loaded.states[(state.contact_id, state.purpose)] = state
     loaded.suppressed = {
         hashes[h]
-        for h in Suppression.objects.filter(phone_hash__in=hashes).values_list("phone_hash", flat=True)
+        for h in Suppression.objects.filter(phone_hash__any_of=hashes).values_list("phone_hash", flat=True)
     }
     return loaded
 
@@ -224,6 +226,9 @@ def _privacy_request(facts: MessageFacts, loaded: _Preloaded) -> Decision:
     return ALLOW
 
 
+#: Purpose.values builds a new list on every access; audiences ask once per recipient.
+PURPOSES = frozenset(Purpose.values)
+
 SYSTEM_RULES = {
     SystemPurpose.OPT_OUT_CONFIRMATION: _opt_out_confirmation,
     SystemPurpose.DOUBLE_OPT_IN_REQUEST: _double_opt_in_request,
@@ -247,7 +252,7 @@ def _decide(facts: MessageFacts, loaded: _Preloaded) -> Decision:
             return _deny("opted_out", f"The person opted out of {purpose} messages.")
         if facts.template_status.upper() in BLOCKED_TEMPLATE_STATUSES:
             return _deny("template_paused", f"The template is {facts.template_status.lower()} by Meta.")
-        if purpose not in Purpose.values or state is None or state.status != ConsentStatus.GRANTED:
+        if purpose not in PURPOSES or state is None or state.status != ConsentStatus.GRANTED:
             pending = state is not None and state.status == ConsentStatus.PENDING
             return _deny(
                 "no_consent",
