@@ -92,6 +92,23 @@ def test_setup_demo_is_idempotent_and_prints_working_credentials():
 
 
 @pytest.mark.django_db
+def test_setup_demo_leaves_a_campaign_the_composer_can_submit():
+    from messaging.campaigns import campaign_dry_run, campaign_submit
+    from messaging.models import Campaign
+
+    call_command("setup_demo", stdout=StringIO())
+    call_command("setup_demo", stdout=StringIO())
+    campaign = Campaign.objects.get()  # once, however often the demo is loaded
+    assert campaign.created_by.username == "composer"
+    dry_run = campaign_dry_run(campaign)
+    newsletter = Contact.objects.filter(tags__name="newsletter").count()
+    assert dry_run.total == dry_run.will_receive == newsletter > 0
+    campaign_submit(campaign=campaign, user=campaign.created_by)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PENDING_APPROVAL
+
+
+@pytest.mark.django_db
 def test_healthz_reports_the_database(client):
     response = client.get("/healthz/")
     assert response.status_code == 200

@@ -10,9 +10,10 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from compliance.services import consent_text_create, consent_text_current
+from compliance.models import ConsentState, Purpose
+from compliance.services import Evidence, consent_record, consent_text_create, consent_text_current
 from messaging import roles
-from messaging.models import Contact
+from messaging.models import Campaign, Contact, Tag
 from messaging.phone import phone_normalize
 from messaging.services import contact_create, sender_sync_from_settings
 from templates_app.models import Category, MessageTemplate, TemplateStatus
@@ -21,6 +22,8 @@ DEMO_USERNAME = "admin"
 #: Two staff users for the two-person flow: one writes a message, the other approves it.
 DEMO_ROLE_USERS = [("composer", roles.COMPOSER), ("approver", roles.APPROVER)]
 DEMO_BUSINESS = "Acme Outdoor Supply"
+DEMO_TEMPLATE = "spring_gear"
+DEMO_CAMPAIGN = "Spring gear (demo)"
 DEMO_CONSENT_TEXT = (
     "By ticking a box you agree that Acme Outdoor Supply may send you the WhatsApp messages you chose, "
     "at the number you gave. Consent is not a condition of any purchase. Message frequency varies. "
@@ -79,6 +82,7 @@ class Command(BaseCommand):
             role_user.groups.add(Group.objects.get_or_create(name=role)[0])
             role_passwords.append((username, role, role_password))
         if sender:
+            self._campaign_demo(sender)
             self.stdout.write(f"Sender: {sender}")
         self.stdout.write(f"Demo contacts: {Contact.objects.count()} ({created} new)")
         self.stdout.write(
@@ -92,9 +96,62 @@ class Command(BaseCommand):
             "  (the password is new on every `make run`)\n"
         )
         self.stdout.write("  Try the two-person flow: one writes a message, the other approves it.")
+        self.stdout.write(
+            f"  Or a campaign: the composer dry-runs and submits “{DEMO_CAMPAIGN}”, the approver approves it"
+            " and watches its progress."
+        )
         for username, role, role_password in role_passwords:
             self.stdout.write(f"  {role + ':':<10}{username} / {role_password}")
         self.stdout.write("")
+
+    @staticmethod
+    def _campaign_demo(sender) -> None:
+        """A marketing template (stored as approved), marketing consent for the newsletter's readers
+        (recorded as web-form opt-ins, marked as demo data in their evidence) and a draft campaign to
+        them, written by the composer: the whole campaign flow works from the first `make run`."""
+        template, _ = MessageTemplate.objects.get_or_create(
+            waba_id=sender.waba_id,
+            name=DEMO_TEMPLATE,
+            language="en_US",
+            defaults={
+                "category": Category.MARKETING,
+                "status": TemplateStatus.APPROVED,
+                "components": [
+                    {
+                        "type": "BODY",
+                        "text": "Hi {{1}}, spring gear is here: {{2}}. Reply STOP to stop these messages.",
+                        "example": {"body_text": [["Ava", "20% off tents this week"]]},
+                    }
+                ],
+            },
+        )
+        text = consent_text_current()
+        evidence = Evidence(
+            ip_address="127.0.0.1",
+            user_agent="setup_demo (demo data)",
+            page_url="http://127.0.0.1:8000/opt-in/",
+        )
+        for contact in Contact.objects.filter(tags__name="newsletter"):
+            state = ConsentState.objects.filter(contact_id=contact.pk, purpose=Purpose.MARKETING).first()
+            if state is None:
+                consent_record(
+                    contact_id=contact.pk,
+                    phone_number=contact.phone_number,
+                    purpose=Purpose.MARKETING,
+                    action="opt_in",
+                    source="web_form",
+                    evidence=evidence,
+                    text_version=text.version,
+                )
+        if not Campaign.objects.filter(name=DEMO_CAMPAIGN).exists():
+            campaign = Campaign.objects.create(
+                name=DEMO_CAMPAIGN,
+                sender=sender,
+                template=template,
+                template_parameters=[{"field": "profile_name"}, {"text": "20% off tents this week"}],
+                created_by=get_user_model().objects.filter(username="composer").first(),
+            )
+            campaign.audience_tags.set(Tag.objects.filter(name="newsletter"))
 
     @staticmethod
     def _verification_template(*, waba_id: str) -> None:
