@@ -226,7 +226,9 @@ def _parse_rows(text: str, region: str | None, report: ImportReport) -> list[_Ro
             continue
         data_rows += 1
         if data_rows > MAX_ROWS:
-            raise CsvFileRejected(f"The file has more than {MAX_ROWS:,} contacts; split it into smaller files.")
+            raise CsvFileRejected(
+                f"The file has more than {MAX_ROWS:,} contacts; split it into smaller files."
+            )
         row, errors = _validate_row(line, cells, len(header), columns, region, first_line_of_phone)
         if errors:
             report.failed += 1

@@ -663,9 +663,13 @@ class CampaignRecipient(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "contact"], name="one_recipient_per_campaign_contact"),
             models.UniqueConstraint(
-                fields=["message"], condition=models.Q(message__isnull=False), name="one_recipient_per_message"
+                fields=["campaign", "contact"], name="one_recipient_per_campaign_contact"
+            ),
+            models.UniqueConstraint(
+                fields=["message"],
+                condition=models.Q(message__isnull=False),
+                name="one_recipient_per_message",
             ),
         ]
         # The unique constraint's index serves lookups by campaign; this one the dispatch queue (pending,

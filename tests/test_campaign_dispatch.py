@@ -443,7 +443,7 @@ def test_totals_and_results_export(campaign, author, approver, django_capture_on
     from messaging.whatsapp.errors import WhatsAppApiError
 
     settings.WHATSAPP_PRICE_PER_MESSAGE = {"marketing": "0.025"}
-    ok, failing = consenting(2)
+    ok, _failing = consenting(2)
     ContactFactory()
     MemoryBackend.script(
         {

@@ -8,172 +8,327 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('messaging', '0008_campaign_approval'),
-        ('templates_app', '0002_status_notices'),
+        ("messaging", "0008_campaign_approval"),
+        ("templates_app", "0002_status_notices"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CampaignAudienceMember',
+            name="CampaignAudienceMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('values', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("values", models.JSONField(blank=True, default=dict)),
             ],
         ),
         migrations.CreateModel(
-            name='CampaignEvent',
+            name="CampaignEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=20)),
-                ('detail', models.TextField(blank=True)),
-                ('occurred_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("action", models.CharField(max_length=20)),
+                ("detail", models.TextField(blank=True)),
+                ("occurred_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['occurred_at', 'id'],
+                "ordering": ["occurred_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='CampaignRecipient',
+            name="CampaignRecipient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'waiting to be dispatched'), ('queued', 'message created'), ('excluded', 'Excluded'), ('cancelled', 'Cancelled')], default='pending', max_length=10)),
-                ('reason', models.CharField(blank=True, max_length=32)),
-                ('detail', models.CharField(blank=True, max_length=255)),
-                ('values', models.JSONField(blank=True, help_text="The uploaded list's columns, if any.", null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "waiting to be dispatched"),
+                            ("queued", "message created"),
+                            ("excluded", "Excluded"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=32)),
+                ("detail", models.CharField(blank=True, max_length=255)),
+                (
+                    "values",
+                    models.JSONField(blank=True, help_text="The uploaded list's columns, if any.", null=True),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AlterModelOptions(
-            name='campaign',
-            options={'ordering': ['-created_at', '-id'], 'permissions': [('approve_campaign', 'Can approve campaigns written by others'), ('control_campaign', 'Can pause, resume and cancel running campaigns')]},
+            name="campaign",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("approve_campaign", "Can approve campaigns written by others"),
+                    ("control_campaign", "Can pause, resume and cancel running campaigns"),
+                ],
+            },
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='advanced_at',
+            model_name="campaign",
+            name="advanced_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='audience_source',
-            field=models.CharField(choices=[('filters', 'Tags and locale'), ('upload', 'An uploaded list (CSV)')], default='filters', max_length=8),
+            model_name="campaign",
+            name="audience_source",
+            field=models.CharField(
+                choices=[("filters", "Tags and locale"), ("upload", "An uploaded list (CSV)")],
+                default="filters",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='audience_upload_summary',
+            model_name="campaign",
+            name="audience_upload_summary",
             field=models.JSONField(blank=True, default=dict, editable=False),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='finished_at',
+            model_name="campaign",
+            name="finished_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='frequency_cap_count',
-            field=models.PositiveSmallIntegerField(blank=True, help_text='Skip people who already received this many marketing messages from us in the period below (blank: only the account-wide cap applies).', null=True),
+            model_name="campaign",
+            name="frequency_cap_count",
+            field=models.PositiveSmallIntegerField(
+                blank=True,
+                help_text="Skip people who already received this many marketing messages from us in the period below (blank: only the account-wide cap applies).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='frequency_cap_days',
+            model_name="campaign",
+            name="frequency_cap_days",
             field=models.PositiveSmallIntegerField(default=7, help_text="The frequency cap's period."),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='recipients_total',
+            model_name="campaign",
+            name="recipients_total",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='started_at',
+            model_name="campaign",
+            name="started_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='message',
-            name='campaign',
-            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='messages', to='messaging.campaign'),
+            model_name="message",
+            name="campaign",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="messages",
+                to="messaging.campaign",
+            ),
         ),
         migrations.AlterField(
-            model_name='campaign',
-            name='status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('pending_approval', 'Pending approval'), ('approved', 'Approved (scheduled)'), ('running', 'Running'), ('paused', 'Paused'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], default='draft', editable=False, max_length=20),
+            model_name="campaign",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("draft", "Draft"),
+                    ("pending_approval", "Pending approval"),
+                    ("approved", "Approved (scheduled)"),
+                    ("running", "Running"),
+                    ("paused", "Paused"),
+                    ("completed", "Completed"),
+                    ("cancelled", "Cancelled"),
+                ],
+                default="draft",
+                editable=False,
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='campaign',
-            name='template_parameters',
-            field=models.JSONField(blank=True, default=list, help_text='One item per template variable, in order (a text header\'s or a media header\'s first, then the body\'s): {"text": "literal"}, {"field": "profile_name"} (a contact field) or {"column": "order_id"} (a column of the uploaded list).', validators=[messaging.models.validate_campaign_parameters]),
+            model_name="campaign",
+            name="template_parameters",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text='One item per template variable, in order (a text header\'s or a media header\'s first, then the body\'s): {"text": "literal"}, {"field": "profile_name"} (a contact field) or {"column": "order_id"} (a column of the uploaded list).',
+                validators=[messaging.models.validate_campaign_parameters],
+            ),
         ),
         migrations.AlterField(
-            model_name='message',
-            name='status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('pending_approval', 'waiting for approval'), ('rejected', 'Rejected'), ('queued', 'Queued'), ('deferred', 'Deferred'), ('sending', 'Sending'), ('unconfirmed', "sent?: awaiting Meta's confirmation"), ('sent', 'Sent'), ('delivered', 'Delivered'), ('read', 'Read'), ('played', 'Played'), ('failed', 'Failed'), ('blocked', 'blocked by policy'), ('cancelled', 'Cancelled'), ('held', 'held: campaign paused'), ('received', 'Received')], default='draft', max_length=20),
+            model_name="message",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("draft", "Draft"),
+                    ("pending_approval", "waiting for approval"),
+                    ("rejected", "Rejected"),
+                    ("queued", "Queued"),
+                    ("deferred", "Deferred"),
+                    ("sending", "Sending"),
+                    ("unconfirmed", "sent?: awaiting Meta's confirmation"),
+                    ("sent", "Sent"),
+                    ("delivered", "Delivered"),
+                    ("read", "Read"),
+                    ("played", "Played"),
+                    ("failed", "Failed"),
+                    ("blocked", "blocked by policy"),
+                    ("cancelled", "Cancelled"),
+                    ("held", "held: campaign paused"),
+                    ("received", "Received"),
+                ],
+                default="draft",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='messagestatusevent',
-            name='status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('pending_approval', 'waiting for approval'), ('rejected', 'Rejected'), ('queued', 'Queued'), ('deferred', 'Deferred'), ('sending', 'Sending'), ('unconfirmed', "sent?: awaiting Meta's confirmation"), ('sent', 'Sent'), ('delivered', 'Delivered'), ('read', 'Read'), ('played', 'Played'), ('failed', 'Failed'), ('blocked', 'blocked by policy'), ('cancelled', 'Cancelled'), ('held', 'held: campaign paused'), ('received', 'Received')], max_length=20),
+            model_name="messagestatusevent",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("draft", "Draft"),
+                    ("pending_approval", "waiting for approval"),
+                    ("rejected", "Rejected"),
+                    ("queued", "Queued"),
+                    ("deferred", "Deferred"),
+                    ("sending", "Sending"),
+                    ("unconfirmed", "sent?: awaiting Meta's confirmation"),
+                    ("sent", "Sent"),
+                    ("delivered", "Delivered"),
+                    ("read", "Read"),
+                    ("played", "Played"),
+                    ("failed", "Failed"),
+                    ("blocked", "blocked by policy"),
+                    ("cancelled", "Cancelled"),
+                    ("held", "held: campaign paused"),
+                    ("received", "Received"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('campaign__isnull', False)), fields=['campaign', 'status'], name='message_campaign_status'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("campaign__isnull", False)),
+                fields=["campaign", "status"],
+                name="message_campaign_status",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('campaign__isnull', False)), fields=('campaign', 'contact'), name='one_message_per_campaign_contact'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("campaign__isnull", False)),
+                fields=("campaign", "contact"),
+                name="one_message_per_campaign_contact",
+            ),
         ),
         migrations.AddField(
-            model_name='campaignaudiencemember',
-            name='campaign',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='audience_members', to='messaging.campaign'),
+            model_name="campaignaudiencemember",
+            name="campaign",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="audience_members",
+                to="messaging.campaign",
+            ),
         ),
         migrations.AddField(
-            model_name='campaignaudiencemember',
-            name='contact',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='messaging.contact'),
+            model_name="campaignaudiencemember",
+            name="contact",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="messaging.contact"
+            ),
         ),
         migrations.AddField(
-            model_name='campaignevent',
-            name='campaign',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='messaging.campaign'),
+            model_name="campaignevent",
+            name="campaign",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="events", to="messaging.campaign"
+            ),
         ),
         migrations.AddField(
-            model_name='campaignevent',
-            name='user',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="campaignevent",
+            name="user",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='campaignrecipient',
-            name='campaign',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='recipients', to='messaging.campaign'),
+            model_name="campaignrecipient",
+            name="campaign",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="recipients",
+                to="messaging.campaign",
+            ),
         ),
         migrations.AddField(
-            model_name='campaignrecipient',
-            name='contact',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='messaging.contact'),
+            model_name="campaignrecipient",
+            name="contact",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="messaging.contact"
+            ),
         ),
         migrations.AddField(
-            model_name='campaignrecipient',
-            name='message',
-            field=models.ForeignKey(blank=True, db_constraint=False, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='campaign_recipients', to='messaging.message'),
+            model_name="campaignrecipient",
+            name="message",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="campaign_recipients",
+                to="messaging.message",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='campaignaudiencemember',
-            constraint=models.UniqueConstraint(fields=('campaign', 'contact'), name='one_listing_per_campaign_contact'),
+            model_name="campaignaudiencemember",
+            constraint=models.UniqueConstraint(
+                fields=("campaign", "contact"), name="one_listing_per_campaign_contact"
+            ),
         ),
         migrations.AddIndex(
-            model_name='campaignrecipient',
-            index=models.Index(fields=['campaign', 'status', 'id'], name='campaign_recipient_queue'),
+            model_name="campaignrecipient",
+            index=models.Index(fields=["campaign", "status", "id"], name="campaign_recipient_queue"),
         ),
         migrations.AddConstraint(
-            model_name='campaignrecipient',
-            constraint=models.UniqueConstraint(fields=('campaign', 'contact'), name='one_recipient_per_campaign_contact'),
+            model_name="campaignrecipient",
+            constraint=models.UniqueConstraint(
+                fields=("campaign", "contact"), name="one_recipient_per_campaign_contact"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='campaignrecipient',
-            constraint=models.UniqueConstraint(condition=models.Q(('message__isnull', False)), fields=('message',), name='one_recipient_per_message'),
+            model_name="campaignrecipient",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("message__isnull", False)),
+                fields=("message",),
+                name="one_recipient_per_message",
+            ),
         ),
     ]
