@@ -76,6 +76,8 @@ def bamboohr_headers(body: bytes, *, at: datetime) -> dict[str, str]:
 def generic_headers(
     body: bytes, *, at: datetime, event_id="evt-1", event_type="invoice.paid"
 ) -> dict[str, str]:
+    # X-Event-Id and X-Event-Type are not part of the scheme (the signed body names the event); they
+    # are sent here as a careless or hostile sender might, to show they change nothing.
     stamp = str(int(at.timestamp()))
     return {
         "X-Signature": "sha256=" + hmac_sha256(stamp.encode() + b"." + body).hex(),
@@ -398,13 +400,93 @@ def test_generic_trigger_sends_and_is_idempotent_by_its_event_id(deliver, templa
         parameters=["customer.name", "invoice.number", "invoice.due"],
         phone_path="customer.mobile",
     )  # fmt: skip
-    payload = {"customer": {"name": "Ava", "mobile": PHONE}, "invoice": {"number": "INV-7", "due": "July 1"}}
+    payload = {
+        "event_id": "evt-1",
+        "event_type": "invoice.paid",
+        "customer": {"name": "Ava", "mobile": PHONE},
+        "invoice": {"number": "INV-7", "due": "July 1"},
+    }
 
     assert deliver(generic, payload, generic_headers, at=timezone.now()).status_code == 202
     replay = deliver(generic, payload, generic_headers, at=timezone.now() + timedelta(seconds=30))
 
     assert replay.json()["code"] == "duplicate"
     assert sent_parameters() == ["Ava", "INV-7", "July 1"]
+    event = AutomationEvent.objects.get()
+    assert (event.event_id, event.event_type) == ("evt-1", "invoice.paid")
+
+
+def test_a_generic_replay_with_other_unsigned_id_or_type_headers_sends_nothing_again(
+    deliver, template, author, approver, ava
+):
+    # X-Event-Id and X-Event-Type are outside the signature: a replay within the 5 minutes that only
+    # changes them is the same signed event, not a new one (and not another rule's).
+    generic = integration_create(kind="generic", name="Billing", secret=SECRET)
+    for event_type in ("invoice.paid", "invoice.overdue"):
+        make_rule(
+            generic, template, author, approver,
+            event_type=event_type,
+            parameters=["customer.name", "invoice.number", {"text": event_type}],
+            phone_path="customer.mobile",
+        )  # fmt: skip
+    payload = {
+        "event_id": "evt-1",
+        "event_type": "invoice.paid",
+        "customer": {"name": "Ava", "mobile": PHONE},
+        "invoice": {"number": "INV-7"},
+    }
+    assert deliver(generic, payload, generic_headers, at=timezone.now()).status_code == 202
+
+    for changed in ({"event_id": "evt-2"}, {"event_type": "invoice.overdue"}):
+        replay = deliver(generic, payload, generic_headers, at=timezone.now(), **changed)
+        assert (replay.status_code, replay.json()["code"]) == (200, "duplicate")
+    assert sent_parameters() == ["Ava", "INV-7", "invoice.paid"]  # one message, the paid one
+    assert AutomationEvent.objects.count() == 1
+
+    # Changing the id or type where they are read, in the body, breaks the signature.
+    body = json.dumps(payload).encode()
+    headers = generic_headers(body, at=timezone.now())
+    forged = body.replace(b'"evt-1"', b'"evt-3"')
+    response = deliver(generic, forged, lambda _body: headers)
+    assert (response.status_code, response.json()["code"]) == (401, "invalid_signature")
+
+
+def test_a_generic_delivery_naming_its_event_only_in_headers_is_refused(client):
+    generic = integration_create(kind="generic", name="Billing", secret=SECRET)
+    payload = {"customer": {"name": "Ava", "mobile": PHONE}}
+    response = post(client, generic, payload, generic_headers, at=timezone.now())
+    assert (response.status_code, response.json()["code"]) == (400, "missing_event_id")
+    assert "event_id" in response.json()["detail"]
+    assert not AutomationEvent.objects.exists()
+
+
+def test_a_captured_shopify_delivery_replayed_with_another_webhook_id_or_topic_sends_nothing_again(
+    deliver, shopify, shop_rule, template, author, approver, ava
+):
+    # Shopify signs only the body; the webhook id and topic are unsigned headers anyone can rewrite.
+    make_rule(
+        shopify, template, author, approver,
+        event_type="orders/fulfilled",
+        parameters=["customer.first_name", "name", {"text": "today"}],
+        phone_path="customer.phone",
+    )  # fmt: skip
+    assert deliver(shopify, order(), shopify_headers).status_code == 202
+
+    for headers in ({"webhook_id": "wh-2"}, {"webhook_id": "wh-3", "topic": "orders/fulfilled"}):
+        replay = deliver(shopify, order(), shopify_headers, **headers)
+        assert (replay.status_code, replay.json()["code"]) == (200, "duplicate")
+        assert replay.json()["event_id"] == "wh-1"
+
+    assert sent_parameters() == ["Ava", "#1042", "in 3 days"]  # one message, the orders/create one
+    assert AutomationEvent.objects.count() == 1
+    assert sorted(AutomationRun.objects.values_list("outcome", flat=True)) == [
+        "duplicate",
+        "duplicate",
+        "queued",
+    ]
+    # Another order (another body) is another event.
+    assert deliver(shopify, order(name="#1043"), shopify_headers, webhook_id="wh-4").status_code == 202
+    assert len(MemoryBackend.outbox) == 2
 
 
 # --- Refusals at the door -------------------------------------------------------------------------
@@ -444,6 +526,19 @@ def test_signed_but_malformed_bodies_are_400_with_a_code(client, shopify):
     )
     assert (no_id.status_code, no_id.json()["code"]) == (400, "missing_event_id")
     assert client.get(f"/integrations/{shopify.slug}/").status_code == 405
+    assert not AutomationEvent.objects.exists()
+
+
+def test_a_non_numeric_content_length_is_400_with_a_code(client, shopify):
+    body = json.dumps(order()).encode()
+    response = client.post(
+        f"/integrations/{shopify.slug}/",
+        body,
+        content_type="application/json",
+        headers=shopify_headers(body),
+        CONTENT_LENGTH="12abc",
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_content_length")
     assert not AutomationEvent.objects.exists()
 
 
@@ -536,8 +631,9 @@ def test_a_rule_is_activated_by_a_second_person_with_the_permission(shopify, tem
     )  # fmt: skip
     assert rule.is_active is False
     author_with_permission = grant(author, "activate_automationrule")
-    with pytest.raises(PermissionDenied, match="you wrote"):
+    with pytest.raises(ValidationError, match="you wrote") as refused:
         rule_activate(rule=rule, user=author_with_permission)
+    assert refused.value.code == "own_rule"
     with pytest.raises(PermissionDenied, match="not allowed"):
         rule_activate(rule=rule, user=UserFactory(username="bystander"))
 
@@ -550,6 +646,48 @@ def test_a_rule_is_activated_by_a_second_person_with_the_permission(shopify, tem
     assert (rule.is_active, rule.activated_by) == (False, None)
     rule_activate(rule=rule, user=approver)
     assert rule_deactivate(rule=rule, user=author_with_permission).is_active is False
+
+
+def test_a_colleague_who_rewrote_a_rule_cannot_activate_it_alone(shopify, template, author, approver):
+    rule = make_rule(
+        shopify, template, author, approver, activate=False,
+        event_type="orders/create", parameters=["a", "b", "c"], phone_path="customer.phone",
+    )  # fmt: skip
+    editor = grant(UserFactory(username="editor"), "change_automationrule", "activate_automationrule")
+
+    # The editor sends the message to another number and puts their own words in it...
+    rule.phone_path, rule.parameters = "note_attributes.0.value", [{"text": "x"}, "b", "c"]
+    rule = rule_save(rule=rule, user=editor)
+    assert (rule.created_by, rule.last_changed_by) == (author, editor)
+    # ... and cannot approve what they wrote, though they did not create the rule.
+    with pytest.raises(ValidationError) as refused:
+        rule_activate(rule=rule, user=editor)
+    assert refused.value.code == "own_rule"
+    assert AutomationRule.objects.get(pk=rule.pk).is_active is False
+    # The author did not write this version, but wrote the rule: not a second person either.
+    with pytest.raises(ValidationError) as refused:
+        rule_activate(rule=rule, user=grant(author, "activate_automationrule"))
+    assert refused.value.code == "own_rule"
+
+    assert rule_activate(rule=rule, user=approver).activated_by == approver
+
+
+def test_a_rule_whose_writers_are_gone_cannot_be_activated(shopify, template, approver):
+    writer = grant(UserFactory(username="leaver"), "add_automationrule")
+    rule = rule_save(
+        rule=AutomationRule(
+            integration=shopify, name="orphan", event_type="orders/create", template=template,
+            parameters=["a", "b", "c"], phone_path="customer.phone",
+        ),
+        user=writer,
+    )  # fmt: skip
+    assert rule.last_changed_by == writer  # set on creation too
+    writer.delete()  # nobody can tell whether the approver is a second person
+
+    with pytest.raises(ValidationError) as refused:
+        rule_activate(rule=rule, user=approver)
+    assert refused.value.code == "author_unknown"
+    assert AutomationRule.objects.get(pk=rule.pk).is_active is False
 
 
 def test_an_inactive_rule_sends_nothing(deliver, shopify, template, author, approver, ava):
@@ -622,6 +760,28 @@ def test_erasure_redacts_the_persons_events_and_runs_and_a_know_request_lists_th
     assert not AutomationEvent.objects.filter(raw_body__contains="012-3456").exists()
     assert AutomationEvent.objects.filter(event_id="wh-ben", raw_body__contains="0987654").exists()
     assert holder.personal_data_collect(person).pieces == {}
+
+
+def test_an_event_erased_before_it_was_processed_is_closed_by_the_sweep_and_sends_nothing(
+    client, shopify, shop_rule, ava, django_capture_on_commit_callbacks
+):
+    # Acknowledged, its task lost, then the person asked to be erased before the sweep came by.
+    assert post(client, shopify, order(), shopify_headers).status_code == 202
+    AutomationsPersonalData().personal_data_erase(Person(phone_number=PHONE, contact_id=ava.pk))
+    assert AutomationEvent.objects.get().raw_body == "[erased]"
+
+    with (
+        time_machine.travel(timezone.now() + timedelta(minutes=3)),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert events_recover() == 1
+        assert events_recover() == 0  # closed: not retried on every sweep
+
+    event = AutomationEvent.objects.get()
+    assert event.processed_at is not None
+    (run,) = event.runs.all()
+    assert (run.outcome, run.code, run.rule) == ("payload_erased", "payload_erased", None)
+    assert MemoryBackend.outbox == [] and not Message.objects.exists()
 
 
 def test_in_the_admin_the_author_saves_a_rule_and_a_colleague_activates_it(client, shopify, template):

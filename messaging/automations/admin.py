@@ -33,8 +33,9 @@ SIGNING_HELP = {
     "bamboohr": "Paste the webhook's private key (BambooHR: Webhooks → Private key → Generate). BambooHR "
     "sends X-BambooHR-Signature and X-BambooHR-Timestamp by itself; post the Mobile Phone field.",
     "generic": "Your system signs each POST: X-Signature: sha256=<hex HMAC-SHA256(secret, "
-    '"<timestamp>.<raw body>")>, X-Timestamp: <Unix seconds> (within 5 minutes of our clock), '
-    "X-Event-Id: <unique id> and X-Event-Type: <what happened>.",
+    '"<timestamp>.<raw body>")>, X-Timestamp: <Unix seconds> (within 5 minutes of our clock). The '
+    'JSON body names the event: "event_id": <your unique id> and "event_type": <what happened> '
+    "(read from the signed body only; X-Event-Id and X-Event-Type headers are ignored).",
 }
 
 
@@ -142,11 +143,20 @@ class AutomationRuleAdmin(admin.ModelAdmin):
         "template",
         "is_active",
         "created_by",
+        "last_changed_by",
         "activated_by",
     ]
     list_filter = ["is_active", "integration", "event_type"]
     search_fields = ["name", "event_type"]
-    readonly_fields = ["is_active", "created_by", "activated_by", "activated_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "is_active",
+        "created_by",
+        "last_changed_by",
+        "activated_by",
+        "activated_at",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["activate", "deactivate"]
 
     def save_model(self, request, obj, form, change):
@@ -161,7 +171,7 @@ class AutomationRuleAdmin(admin.ModelAdmin):
             actions.pop("deactivate", None)
         return actions
 
-    @admin.action(description="Activate the selected rules (a second person)")
+    @admin.action(description="Activate the selected rules (not their author or last editor)")
     def activate(self, request, queryset):
         for rule in queryset:
             try:

@@ -1,7 +1,8 @@
 """What a verified delivery is: its event id (the idempotency key), its event type, and the parts of it
 that rules run on, per kind of integration. Pure functions over headers and the parsed payload.
 
-Shopify    id: X-Shopify-Webhook-Id; type: X-Shopify-Topic (orders/create, orders/fulfilled, ...). Shopify
+Shopify    id: X-Shopify-Webhook-Id; type: X-Shopify-Topic (orders/create, orders/fulfilled, ...). Both are
+           unsigned headers: the body is what services.event_store stores once per integration. Shopify
            has no "order delayed" topic: a delay is a fulfillment event (topic fulfillment_events/create)
            whose status is "delayed", which we call orders/delayed.
 Zendesk    Event subscriptions (type "zen:event-type:ticket.status_changed" with the new status SOLVED)
@@ -11,19 +12,15 @@ Zendesk    Event subscriptions (type "zen:event-type:ticket.status_changed" with
 BambooHR   {"employees": [{"action": "Created", "fields": {...}, ...}, ...]}: each employee is one subject
            of type employee.<action> (employee.created for a new hire); rule paths are read inside the
            employee ("fields.firstName", "fields.mobilePhone"). Identified by the hash of the body.
-Generic    id: X-Event-Id (or the payload's "event_id"); type: X-Event-Type (or the payload's "event_type").
+Generic    id: the payload's "event_id"; type: the payload's "event_type". Only the body is signed, so
+           X-Event-Id and X-Event-Type headers are ignored (signatures.py says why).
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from messaging.automations.signatures import (
-    GENERIC_EVENT_ID,
-    GENERIC_EVENT_TYPE,
-    SHOPIFY_TOPIC,
-    SHOPIFY_WEBHOOK_ID,
-)
+from messaging.automations.signatures import SHOPIFY_TOPIC, SHOPIFY_WEBHOOK_ID
 
 MAX_ID_LENGTH = 200
 MAX_TYPE_LENGTH = 100
@@ -93,13 +90,15 @@ def delivery_read(kind: str, *, headers: Mapping[str, str], payload: Any, body_s
         event_id, event_type = body_sha256, ",".join(types)
         missing_id = ""
     else:
-        event_id = _text(headers.get(GENERIC_EVENT_ID)) or _text(payload.get("event_id"))
-        event_type = _text(headers.get(GENERIC_EVENT_TYPE)) or _text(payload.get("event_type"))
-        missing_id = f"{GENERIC_EVENT_ID} is missing."
+        event_id, event_type = _text(payload.get("event_id")), _text(payload.get("event_type"))
+        missing_id = 'The signed JSON body has no "event_id" (X-Event-Id headers are not signed: ignored).'
     if not event_id:
         raise DeliveryUnreadable("missing_event_id", missing_id)
     if not event_type:
-        raise DeliveryUnreadable("missing_event_type", "The delivery does not say what happened.")
+        raise DeliveryUnreadable(
+            "missing_event_type",
+            'The delivery does not say what happened (generic: put "event_type" in the body).',
+        )
     if len(event_id) > MAX_ID_LENGTH or len(event_type) > MAX_TYPE_LENGTH:
         raise DeliveryUnreadable("event_id_too_long", "The event id or type is too long.")
     return Delivery(event_id=event_id, event_type=event_type)

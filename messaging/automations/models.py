@@ -7,9 +7,10 @@ as every other message.
          └──< AutomationEvent ──< AutomationRun ──> Message (when one was created)
 
 An event is stored before it is acknowledged (nothing acknowledged is lost) and once per
-(integration, event id): a redelivery is acknowledged as a duplicate and sends nothing again. Every rule
-an event matched leaves one run row per recipient saying what happened (sent, refused and why, or a
-mapping error naming the missing path).
+(integration, event id): a redelivery is acknowledged as a duplicate and sends nothing again. Shopify
+signs only the body, so for Shopify a body already received is a duplicate too, whatever its (unsigned)
+webhook id or topic. Every rule an event matched leaves one run row per recipient saying what happened
+(sent, refused and why, or a mapping error naming the missing path).
 """
 
 import secrets
@@ -59,7 +60,7 @@ class AutomationRule(models.Model):
         max_length=100,
         help_text="Shopify: orders/create, orders/fulfilled, orders/delayed (a fulfillment event with "
         "status delayed). Zendesk: ticket.solved. BambooHR: employee.created. Generic: any text your "
-        "system sends in X-Event-Type (or the payload's event_type).",
+        'system sends as "event_type" in the signed JSON body.',
     )
     template = models.ForeignKey(
         "templates_app.MessageTemplate", on_delete=models.PROTECT, related_name="automation_rules"
@@ -85,6 +86,15 @@ class AutomationRule(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who wrote the version that would run: like the author, they cannot be its second person.
+    last_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
     activated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -106,7 +116,8 @@ class AutomationRule(models.Model):
 
 
 class AutomationEvent(models.Model):
-    """One delivery from an outside system, as received (raw body) and once per event id."""
+    """One delivery from an outside system, as received (raw body) and once per event id (for
+    Shopify, also once per body)."""
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="events")
     event_id = models.CharField(max_length=200)
@@ -122,12 +133,14 @@ class AutomationEvent(models.Model):
             models.UniqueConstraint(fields=["integration", "event_id"], name="one_automation_event_per_id")
         ]
         indexes = [
+            # Shopify's replay check: has this integration received this exact body before?
+            models.Index(fields=["integration", "body_sha256"], name="automation_event_body"),
             # The sweeper's queue: events whose processing task was lost.
             models.Index(
                 fields=["received_at"],
                 name="automation_event_unprocessed",
                 condition=models.Q(processed_at__isnull=True),
-            )
+            ),
         ]
 
     def __str__(self) -> str:
@@ -142,6 +155,7 @@ class AutomationRun(models.Model):
         TEMPLATE_NOT_APPROVED = "template_not_approved", "template not approved"
         INVALID_PHONE_NUMBER = "invalid_phone_number", "invalid phone number"
         DUPLICATE = "duplicate", "duplicate delivery (nothing sent again)"
+        PAYLOAD_ERASED = "payload_erased", "payload erased before processing (nothing sent)"
         ERROR = "error", "other error"
 
     event = models.ForeignKey(AutomationEvent, on_delete=models.CASCADE, related_name="runs")

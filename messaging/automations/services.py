@@ -20,6 +20,7 @@ from django.utils import timezone
 from compliance.crypto import master_key
 from messaging.automations.deliveries import Delivery, delivery_subjects
 from messaging.automations.models import AutomationEvent, AutomationRule, AutomationRun, Integration
+from messaging.automations.personal_data import ERASED
 from messaging.outbound import MessageRefused, message_compose
 from messaging.phone import phone_normalize
 from templates_app.models import ParameterFormat, TemplateStatus
@@ -173,11 +174,12 @@ def rule_validate(rule: AutomationRule) -> None:
 @transaction.atomic
 def rule_save(*, rule: AutomationRule, user) -> AutomationRule:
     """Create or change a rule. A changed rule stops until a second person activates it again: what
-    they approved is what runs."""
+    they approved is what runs. Whoever saves it becomes its last editor, who cannot activate it."""
     rule.phone_path = rule.phone_path.strip()
     rule_validate(rule)
     if rule.pk is None:
         rule.created_by = user
+    rule.last_changed_by = user
     rule.is_active, rule.activated_by, rule.activated_at = False, None, None
     rule.save()
     return rule
@@ -185,12 +187,24 @@ def rule_save(*, rule: AutomationRule, user) -> AutomationRule:
 
 @transaction.atomic
 def rule_activate(*, rule: AutomationRule, user) -> AutomationRule:
-    """A second person with the permission turns the rule on. Nobody activates a rule they wrote."""
+    """A second person with the permission turns the rule on. Nobody activates a rule they created or
+    last changed (ValidationError own_rule); when neither person is known any more (their accounts were
+    deleted), nobody can tell who the second person would be, so nobody does (author_unknown): a
+    colleague saves it again, and a third person activates it."""
     rule = AutomationRule.objects.select_for_update().select_related("template").get(pk=rule.pk)
     if not user.has_perm(ACTIVATE_RULE):
         raise PermissionDenied("You are not allowed to activate automation rules.")
-    if rule.created_by_id is not None and rule.created_by_id == user.pk:
-        raise PermissionDenied("You cannot activate a rule you wrote; ask a colleague.")
+    writers = {rule.created_by_id, rule.last_changed_by_id} - {None}
+    if not writers:
+        raise ValidationError(
+            "Nobody knows who wrote this rule (their account was deleted); save it again, then ask a "
+            "colleague to activate it.",
+            code="author_unknown",
+        )
+    if user.pk in writers:
+        raise ValidationError(
+            "You cannot activate a rule you wrote or changed; ask a colleague.", code="own_rule"
+        )
     rule_validate(rule)
     if rule.template.status != TemplateStatus.APPROVED:
         raise ValidationError(
@@ -214,11 +228,37 @@ def rule_deactivate(*, rule: AutomationRule, user) -> AutomationRule:
 # --- Events ---------------------------------------------------------------------------------------
 
 
+def _duplicate(event: AutomationEvent, detail: str) -> tuple[AutomationEvent, bool]:
+    AutomationRun.objects.create(event=event, outcome=Outcome.DUPLICATE, code="duplicate", detail=detail)
+    return event, False
+
+
+@transaction.atomic
 def event_store(
     *, integration: Integration, delivery: Delivery, raw_body: str, body_sha256: str
 ) -> tuple[AutomationEvent, bool]:
-    """Store a delivery once per (integration, event id). Returns (event, created); a redelivery
-    returns the stored event and logs a duplicate run."""
+    """Store a delivery once per (integration, event id), and for Shopify once per body too.
+    Returns (event, created); a redelivery returns the stored event and logs a duplicate run.
+
+    Shopify signs the body only: its webhook id and topic are headers anyone who captured a delivery
+    can rewrite, to have it stored (and sent) again, or run by another topic's rule. Its own retries
+    resend the identical body, so a body this integration already received is a duplicate whatever
+    it is called. (Two topics sending byte-identical bodies would also meet here: the first wins.)"""
+    if integration.kind == Integration.Kind.SHOPIFY:
+        # Two copies arriving at once: the integration's row lock makes the second see the first.
+        list(Integration.objects.select_for_update().filter(pk=integration.pk).values_list("pk"))
+        earlier = (
+            AutomationEvent.objects.filter(integration=integration, body_sha256=body_sha256)
+            .order_by("pk")
+            .first()
+        )
+        if earlier is not None:
+            same_name = (earlier.event_id, earlier.event_type) == (delivery.event_id, delivery.event_type)
+            return _duplicate(
+                earlier,
+                "Delivered again"
+                + ("" if same_name else f" as {delivery.event_type} {delivery.event_id} (same body)"),
+            )
     try:
         with transaction.atomic():
             event = AutomationEvent.objects.create(
@@ -231,13 +271,9 @@ def event_store(
         return event, True
     except IntegrityError:
         event = AutomationEvent.objects.get(integration=integration, event_id=delivery.event_id)
-        AutomationRun.objects.create(
-            event=event,
-            outcome=Outcome.DUPLICATE,
-            code="duplicate",
-            detail="Delivered again" + ("" if event.body_sha256 == body_sha256 else " with another body"),
+        return _duplicate(
+            event, "Delivered again" + ("" if event.body_sha256 == body_sha256 else " with another body")
         )
-        return event, False
 
 
 @dataclass(frozen=True)
@@ -299,7 +335,10 @@ def event_process(*, event_pk: int) -> list[AutomationRun]:
         )
         if event is None or event.processed_at is not None:
             return []
-        payload = json.loads(event.raw_body)
+        try:
+            payload = json.loads(event.raw_body)
+        except ValueError:
+            return [_close_unreadable(event)]
         subjects = delivery_subjects(event.integration.kind, event_type=event.event_type, payload=payload)
         rules = list(
             AutomationRule.objects.filter(integration=event.integration, is_active=True)
@@ -328,6 +367,19 @@ def event_process(*, event_pk: int) -> list[AutomationRun]:
         event.processed_at = timezone.now()
         event.save(update_fields=["processed_at"])
         return runs
+
+
+def _close_unreadable(event: AutomationEvent) -> AutomationRun:
+    # Erased (personal_data) before any worker got to it: nothing left to act on, and retrying on every
+    # sweep would never change that. Closed with a run saying why nothing was sent.
+    if event.raw_body == ERASED:
+        outcome, code, detail = Outcome.PAYLOAD_ERASED, "payload_erased", "Erased before processing."
+    else:
+        outcome, code, detail = Outcome.ERROR, "unreadable_payload", "The stored body is not JSON."
+    run = AutomationRun.objects.create(event=event, outcome=outcome, code=code, detail=detail)
+    event.processed_at = timezone.now()
+    event.save(update_fields=["processed_at"])
+    return run
 
 
 #: An event still unprocessed this long after it arrived has lost its task (a broker hiccup, a worker

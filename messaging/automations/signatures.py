@@ -1,14 +1,19 @@
 """How each outside system signs its deliveries, as small pure functions (no Django, no database).
 
-Shopify    X-Shopify-Hmac-Sha256 = base64(HMAC-SHA256(secret, raw body)). No timestamp is signed:
-           replays are stopped by the delivery id (X-Shopify-Webhook-Id), stored once per integration.
+Shopify    X-Shopify-Hmac-Sha256 = base64(HMAC-SHA256(secret, raw body)). No timestamp is signed, and
+           neither are X-Shopify-Webhook-Id nor X-Shopify-Topic: replays are stopped by the body itself
+           (a body an integration already received is a duplicate, whatever its id or topic;
+           services.event_store) and by the webhook id.
 Zendesk    X-Zendesk-Webhook-Signature = base64(HMAC-SHA256(secret, timestamp + raw body)), with the
            timestamp in X-Zendesk-Webhook-Signature-Timestamp (ISO 8601, e.g. 2025-06-10T16:00:00Z).
 BambooHR   X-BambooHR-Signature = hex(HMAC-SHA256(secret, raw body + timestamp)), with the timestamp in
            X-BambooHR-Timestamp (Unix seconds). The webhook's "private key" is the secret.
 Generic    X-Signature: sha256=<hex(HMAC-SHA256(secret, "<timestamp>.<raw body>"))>, with
-           X-Timestamp (Unix seconds) and X-Event-Id (your unique id for the event); optionally
-           X-Event-Type. For example, in Python:
+           X-Timestamp (Unix seconds). The event's id and type are read only from the signed JSON
+           body ("event_id", "event_type"), never from headers: an unsigned X-Event-Id would let a
+           replay within the 5 minutes pass as a new event, and an unsigned X-Event-Type would let it
+           run another rule. (Signing them as "<timestamp>.<id>.<type>.<body>" was the alternative;
+           event types contain dots, so "a.b" + "c" and "a" + "b.c" would sign alike.) In Python:
                hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 Where a scheme signs a timestamp, one further than `MAX_SKEW` from our clock is refused: a captured
@@ -33,15 +38,13 @@ BAMBOOHR_SIGNATURE = "X-BambooHR-Signature"
 BAMBOOHR_TIMESTAMP = "X-BambooHR-Timestamp"
 GENERIC_SIGNATURE = "X-Signature"
 GENERIC_TIMESTAMP = "X-Timestamp"
-GENERIC_EVENT_ID = "X-Event-Id"
-GENERIC_EVENT_TYPE = "X-Event-Type"
 
 #: The headers each kind of integration must send, for the admin's set-up help.
 HEADERS_BY_KIND = {
     "shopify": (SHOPIFY_SIGNATURE, SHOPIFY_TOPIC, SHOPIFY_WEBHOOK_ID),
     "zendesk": (ZENDESK_SIGNATURE, ZENDESK_TIMESTAMP),
     "bamboohr": (BAMBOOHR_SIGNATURE, BAMBOOHR_TIMESTAMP),
-    "generic": (GENERIC_SIGNATURE, GENERIC_TIMESTAMP, GENERIC_EVENT_ID, GENERIC_EVENT_TYPE),
+    "generic": (GENERIC_SIGNATURE, GENERIC_TIMESTAMP),
 }
 
 

@@ -1,7 +1,8 @@
 """`POST /integrations/<slug>/`: an outside system's signed events.
 
 Order of work: find the integration (404 unknown_integration) → verify its signature over the raw
-bytes (401 invalid_signature, also for a stale timestamp) → parse (400 invalid_json, or a code saying
+bytes (401 invalid_signature, also for a stale timestamp; 400 invalid_content_length, 413
+payload_too_large before reading it) → parse (400 invalid_json, or a code saying
 what the delivery lacks) → store the event once per event id (a redelivery: 200 duplicate, nothing sent
 again) → answer 202 and process it on commit in a Celery task. Stored before acknowledged: an accepted
 event is never lost. No session or CSRF: the signature is the authentication.
@@ -53,7 +54,10 @@ class IntegrationEndpoint(View):
         integration = Integration.objects.filter(slug=slug, is_active=True).first()
         if integration is None:
             return _answer("unknown_integration", "No active integration has this address.", 404)
-        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
+        declared_length = (request.META.get("CONTENT_LENGTH") or "0").strip()
+        if not declared_length.isdigit():
+            return _answer("invalid_content_length", "Content-Length must be a number of bytes.", 400)
+        if int(declared_length) > MAX_BODY_BYTES:
             return _answer("payload_too_large", "Events are limited to 1 MB.", 413)
         raw = request.body
         try:
