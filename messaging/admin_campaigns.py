@@ -224,6 +224,14 @@ class CampaignAdmin(admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
+    def get_actions(self, request):
+        # "Delete selected" asks has_delete_permission without a campaign, so it would delete approved
+        # and started campaigns (with their recipients and history) in bulk: drafts are deleted one
+        # at a time, from their page.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
     # --- The list: progress without a query per row ---------------------------------------------------
 
     def get_queryset(self, request):
@@ -504,6 +512,9 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def results_csv_view(self, request, object_id):
         campaign = self._campaign_or_404(request, object_id)
+        # Every recipient's number and outcome: the drill-down's permission, not only the campaign's.
+        if not request.user.has_perm("messaging.view_campaignrecipient"):
+            raise PermissionDenied
         response = StreamingHttpResponse(
             campaign_results_csv(campaign), content_type="text/csv; charset=utf-8"
         )

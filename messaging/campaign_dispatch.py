@@ -24,13 +24,14 @@ campaign created, held, released or cancelled it. The gate runs again right befo
 """
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from messaging.campaigns import (
@@ -82,10 +83,11 @@ class StepResult:
     waiting: bool = False  # nothing to do until messages in flight go out
     idle: bool = False  # everyone dispatched: only waiting for the last messages to leave
     full: bool = False  # a whole batch: more may be waiting, take the next one without a pause
+    superseded: bool = False  # a newer chain of steps runs this campaign: this one ends
 
     @property
     def running(self) -> bool:
-        return self.status == Campaign.Status.RUNNING
+        return self.status == Campaign.Status.RUNNING and not self.superseded
 
 
 def _locked(campaign_id: int) -> Campaign:
@@ -161,36 +163,65 @@ def campaign_start(campaign_id: int, *, now: datetime | None = None) -> bool:
     campaign.status = Campaign.Status.RUNNING
     campaign.save(update_fields=["status", "recipients_total", "started_at", "advanced_at", "updated_at"])
     campaign_event(campaign, "started", detail=f"{total} recipients")
-    transaction.on_commit(lambda: _advance_later(campaign.pk, countdown=0))
+    _new_chain(campaign)
     return True
 
 
-def _advance_later(campaign_id: int, *, countdown: float) -> None:
+def _new_chain(campaign: Campaign) -> None:
+    """Start a new chain of dispatch steps once the transaction (holding the campaign's lock) commits.
+    Its token replaces the previous chain's, whose next step then ends without rescheduling itself:
+    a resume right after a pause, or the safety net restarting a late chain, never leaves two chains
+    stepping the same campaign."""
+    campaign.dispatch_chain = uuid.uuid4().hex
+    campaign.save(update_fields=["dispatch_chain"])
+    chain = campaign.dispatch_chain
+    transaction.on_commit(lambda: _advance_later(campaign.pk, chain=chain))
+
+
+def _advance_later(campaign_id: int, *, chain: str) -> None:
     from messaging.tasks import advance_campaign
 
     if advance_campaign.app.conf.task_always_eager:
         # No broker (`make run`, tests): one step now; the dispatcher loop runs the next ones.
-        advance_campaign(campaign_id)
+        advance_campaign(campaign_id, chain)
     else:
-        advance_campaign.apply_async((campaign_id,), countdown=countdown)
+        advance_campaign.apply_async((campaign_id, chain))
 
 
 # --- Advance: one paced dispatch step ------------------------------------------------------------------
 
 
-def campaign_advance(campaign_id: int, *, now: datetime | None = None) -> StepResult:
+def campaign_advance(
+    campaign_id: int, *, chain: str | None = None, now: datetime | None = None
+) -> StepResult:
     """One dispatch step (see the module's docstring). The messages it queued are handed to the send
-    workers once its transaction commits."""
+    workers once its transaction commits. A step of a superseded chain (`chain` no longer the
+    campaign's) does nothing and says so, so that its task stops rescheduling itself."""
     now = now or timezone.now()
     with transaction.atomic():
         campaign = _locked(campaign_id)
         if campaign.status != Campaign.Status.RUNNING:
             return StepResult(campaign.status)
+        if chain is not None and chain != campaign.dispatch_chain:
+            return StepResult(campaign.status, superseded=True)
+        try:
+            # Meta may have paused the template, or staff the sender, since the last step: stop here
+            # rather than exclude every recipient still pending.
+            campaign_check_sendable(campaign)
+        except ValidationError as exc:
+            _pause(campaign, user=None, why="Could not send: " + " ".join(exc.messages))
+            return StepResult(campaign.status)
         campaign.advanced_at = now
         campaign.save(update_fields=["advanced_at"])
-        in_flight = Message.objects.filter(
-            campaign=campaign, status__in=[MessageStatus.QUEUED, MessageStatus.SENDING]
-        ).count()
+        # Messages waiting for a worker now; those deferred to the end of someone's quiet hours (or
+        # a retry later) do not hold the others back.
+        in_flight = (
+            Message.objects.filter(
+                campaign=campaign, status__in=[MessageStatus.QUEUED, MessageStatus.SENDING]
+            )
+            .exclude(status=MessageStatus.QUEUED, next_attempt_at__gt=now)
+            .count()
+        )
         room = min(DISPATCH_BATCH_SIZE, dispatch_window(campaign) - in_flight)
         if room <= 0:
             return StepResult(campaign.status, waiting=True)
@@ -322,9 +353,49 @@ def campaigns_tick(*, now: datetime | None = None) -> dict[str, int]:
         running = running.filter(advanced_at__lt=now - timedelta(seconds=DISPATCH_STALE_SECONDS))
     advanced = 0
     for campaign_id in running.values_list("pk", flat=True):
-        _advance_later(campaign_id, countdown=0)
-        advanced += 1
-    return {"started": started, "advanced": advanced}
+        with transaction.atomic():
+            campaign = _locked(campaign_id)
+            if campaign.status == Campaign.Status.RUNNING:
+                _new_chain(campaign)
+                advanced += 1
+    return {"started": started, "advanced": advanced, "settled": campaign_messages_settle()}
+
+
+def campaign_messages_settle() -> int:
+    """Messages that came back to the queue (a retry, a deferral) after their campaign was paused or
+    cancelled while they were with a worker: held, or cancelled, like their siblings. The workers'
+    claim never takes them meanwhile (messaging.sending.messages_claim). Returns how many moved."""
+    stopped = (
+        Message.objects.filter(
+            status__in=NOT_YET_SENT,
+            campaign__status__in=[Campaign.Status.PAUSED, Campaign.Status.CANCELLED],
+        )
+        .values_list("campaign_id", flat=True)
+        .distinct()
+    )
+    moved = 0
+    for campaign_id in list(stopped):
+        with transaction.atomic():
+            campaign = _locked(campaign_id)
+            if campaign.status == Campaign.Status.PAUSED:
+                moved += len(
+                    _move_messages(
+                        campaign,
+                        from_statuses=NOT_YET_SENT,
+                        to_status=MessageStatus.HELD,
+                        detail="campaign paused (came back to the queue after the pause)",
+                    )
+                )
+            elif campaign.status == Campaign.Status.CANCELLED:
+                moved += len(
+                    _move_messages(
+                        campaign,
+                        from_statuses=NOT_YET_SENT,
+                        to_status=MessageStatus.CANCELLED,
+                        detail="campaign cancelled (came back to the queue after the cancellation)",
+                    )
+                )
+    return moved
 
 
 # --- Pause, resume, cancel -----------------------------------------------------------------------------
@@ -335,11 +406,15 @@ def _refuse_unless_controller(user) -> None:
         raise ValidationError("You are not allowed to pause, resume or cancel campaigns.", code="not_allowed")
 
 
-def _move_messages(campaign: Campaign, *, from_statuses, to_status: str, detail: str, **fields) -> list[int]:
-    """Move the campaign's messages still in one of `from_statuses` (a worker's claim may win some of
-    them first: those are left alone), each with its timeline entry. Returns the ids moved."""
+def _move_messages(
+    campaign: Campaign, *, from_statuses, to_status: str, detail: str, only=None, **fields
+) -> list[int]:
+    """Move the campaign's messages still in one of `from_statuses` (among `only`, a queryset, if
+    given; a worker's claim may win some of them first: those are left alone), each with its timeline
+    entry. Returns the ids moved."""
+    messages = only if only is not None else Message.objects.all()
     ids = list(
-        Message.objects.select_for_update()
+        messages.select_for_update()
         .filter(campaign=campaign, status__in=from_statuses)
         .values_list("pk", flat=True)
     )
@@ -375,15 +450,23 @@ def campaign_pause(*, campaign: Campaign, user) -> int:
             code="not_running",
             params={"status": campaign.get_status_display().lower()},
         )
+    return _pause(campaign, user=user, why="")
+
+
+def _pause(campaign: Campaign, *, user, why: str) -> int:
+    """Pause a running campaign (locked by the caller): hold what the workers have not claimed."""
     campaign.status = Campaign.Status.PAUSED
     campaign.save(update_fields=["status", "updated_at"])
+    by = f"by {user.get_username()}" if user else "by the system"
     held = _move_messages(
         campaign,
         from_statuses=NOT_YET_SENT,
         to_status=MessageStatus.HELD,
-        detail=f"campaign paused by {user.get_username()}",
+        detail=f"campaign paused {by}" + (f": {why}" if why else ""),
     )
-    campaign_event(campaign, "paused", user=user, detail=f"{len(held)} messages held")
+    campaign_event(
+        campaign, "paused", user=user, detail=f"{len(held)} messages held" + (f". {why}" if why else "")
+    )
     return len(held)
 
 
@@ -401,28 +484,34 @@ def campaign_resume(*, campaign: Campaign, user) -> int:
             params={"status": campaign.get_status_display().lower()},
         )
     campaign_check_sendable(campaign)
-    campaign.status, campaign.advanced_at = Campaign.Status.RUNNING, timezone.now()
+    now = timezone.now()
+    campaign.status, campaign.advanced_at = Campaign.Status.RUNNING, now
     campaign.save(update_fields=["status", "advanced_at", "updated_at"])
-    released = _move_messages(
+    detail = f"campaign resumed by {user.get_username()}"
+    # Held messages whose time had not come (quiet hours, a retry's backoff) wait for it again.
+    later = Message.objects.filter(campaign=campaign, status=MessageStatus.HELD, next_attempt_at__gt=now)
+    deferred = _move_messages(
         campaign,
         from_statuses=[MessageStatus.HELD],
-        to_status=MessageStatus.QUEUED,
-        detail=f"campaign resumed by {user.get_username()}",
+        to_status=MessageStatus.DEFERRED,
+        detail=detail,
+        only=later,
     )
-    campaign_event(campaign, "resumed", user=user, detail=f"{len(released)} messages released")
+    released = _move_messages(
+        campaign, from_statuses=[MessageStatus.HELD], to_status=MessageStatus.QUEUED, detail=detail
+    )
+    campaign_event(
+        campaign, "resumed", user=user, detail=f"{len(released) + len(deferred)} messages released"
+    )
 
     def hand_over() -> None:
         from messaging.tasks import messages_enqueue
 
-        # Those deferred to the end of quiet hours wait for their time (the dispatcher sends them).
-        due = Message.objects.filter(campaign=campaign, status=MessageStatus.QUEUED).filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now())
-        )
-        messages_enqueue(list(due.order_by("pk").values_list("pk", flat=True)))
-        _advance_later(campaign.pk, countdown=0)
+        messages_enqueue(released)
 
     transaction.on_commit(hand_over)
-    return len(released)
+    _new_chain(campaign)
+    return len(released) + len(deferred)
 
 
 @transaction.atomic

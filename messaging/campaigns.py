@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
@@ -271,15 +271,20 @@ def campaign_check_sendable(campaign: Campaign) -> None:
     campaign_check_parameters(campaign)
 
 
+#: Outbound messages on their way to Meta: a campaign's frequency cap counts them as sent already, or
+#: two campaigns dispatched in the same minutes would both pass it for the same person.
+ON_THEIR_WAY = ("queued", "deferred", "sending", "held")
+
+
 def marketing_sent_since(contact_ids, *, since: datetime) -> dict[int, int]:
-    """Outbound marketing messages per contact sent since `since`, for many contacts in one grouped
-    query (`contact_ids`: a list or a subquery; the same filter `message_facts` uses for one message)."""
+    """Outbound marketing messages per contact sent since `since` or on their way, for many contacts in
+    one grouped query (`contact_ids`: a list or a subquery)."""
     rows = (
         Message.objects.filter(
+            Q(sent_at__gte=since) | Q(status__in=ON_THEIR_WAY),
             contact_id__in=contact_ids,
             direction=Message.Direction.OUTBOUND,
             template_category__iexact="MARKETING",
-            sent_at__gte=since,
         )
         .values("contact_id")
         .annotate(n=Count("pk"))

@@ -594,6 +594,8 @@ class Campaign(models.Model):
     recipients_total = models.PositiveIntegerField(default=0, editable=False)
     # When a dispatch step last ran: the periodic safety net restarts a chain of steps that stopped.
     advanced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The current chain of dispatch steps (messaging.campaign_dispatch): steps of older chains stop.
+    dispatch_chain = models.CharField(max_length=32, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -34,6 +34,7 @@ from compliance.gate import MessageFacts, Verdict, gate_check_many
 from config.logging import redact
 from messaging.limiter import SendSlot, rate_grant, slot_wait
 from messaging.models import (
+    Campaign,
     Message,
     MessageStatus,
     MessageStatusEvent,
@@ -376,14 +377,21 @@ def messages_claim(message_ids: Sequence[int], *, now: datetime | None = None) -
     now = now or timezone.now()
     column = {name: connection.ops.quote_name(Message._meta.get_field(name).column) for name in _CLAIM_FIELDS}
     table = connection.ops.quote_name(Message._meta.db_table)
+    campaigns = connection.ops.quote_name(Campaign._meta.db_table)
+    campaign_status = connection.ops.quote_name(Campaign._meta.get_field("status").column)
+    campaign_id = connection.ops.quote_name(Campaign._meta.pk.column)
     when = connection.ops.adapt_datetimefield_value(now)
-    # Names come from the model's own metadata; every value is a parameter.
+    # Names come from the model's own metadata; every value is a parameter. A campaign's message goes
+    # only while its campaign runs: one that came back to the queue (a retry, a deferral) after staff
+    # paused or cancelled the campaign stays put (campaign_dispatch settles it).
     sql = (
         f"UPDATE {table} SET {column['status']} = %s, {column['claimed_at']} = %s, "  # noqa: S608
         f"{column['attempts']} = {column['attempts']} + 1 "
         f"WHERE {column['id']} IN ({', '.join(['%s'] * len(message_ids))}) "
         f"AND {column['direction']} = %s AND {column['status']} IN (%s, %s) "
         f"AND ({column['next_attempt_at']} IS NULL OR {column['next_attempt_at']} <= %s) "
+        f"AND ({column['campaign']} IS NULL OR {column['campaign']} IN "
+        f"(SELECT {campaign_id} FROM {campaigns} WHERE {campaign_status} = %s)) "
         f"RETURNING {column['id']}"
     )
     params = [
@@ -394,6 +402,7 @@ def messages_claim(message_ids: Sequence[int], *, now: datetime | None = None) -
         MessageStatus.QUEUED,
         MessageStatus.DEFERRED,
         when,
+        Campaign.Status.RUNNING,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -401,7 +410,7 @@ def messages_claim(message_ids: Sequence[int], *, now: datetime | None = None) -
     return [pk for pk in dict.fromkeys(message_ids) if pk in won]
 
 
-_CLAIM_FIELDS = ("id", "status", "claimed_at", "attempts", "direction", "next_attempt_at")
+_CLAIM_FIELDS = ("id", "status", "claimed_at", "attempts", "direction", "next_attempt_at", "campaign")
 
 
 def message_claim(message_id: int, *, now: datetime | None = None) -> bool:
@@ -994,6 +1003,7 @@ def messages_due(*, now: datetime | None = None, limit: int = 1000) -> list[int]
     return list(
         Message.objects.filter(status__in=[MessageStatus.QUEUED, MessageStatus.DEFERRED])
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(campaign__isnull=True) | Q(campaign__status=Campaign.Status.RUNNING))
         .order_by("next_attempt_at", "id")
         .values_list("id", flat=True)[:limit]
     )

@@ -73,21 +73,22 @@ def messages_enqueue(message_ids: Sequence[int]) -> int:
 
 
 @shared_task(name="messaging.tasks.advance_campaign", ignore_result=True)
-def advance_campaign(campaign_id: int) -> dict:
+def advance_campaign(campaign_id: int, chain: str | None = None) -> dict:
     """One dispatch step of a running campaign (messaging.campaign_dispatch), then the next one a tick
-    later while it runs. A step run twice does no harm (each locks the campaign and takes only pending
-    recipients); a lost chain is restarted by dispatch_due_messages."""
+    later while it runs and this chain is the campaign's current one. A step run twice does no harm
+    (each locks the campaign and takes only pending recipients); a lost chain is restarted by
+    dispatch_due_messages."""
     from messaging.campaign_dispatch import (
         DISPATCH_IDLE_TICK_SECONDS,
         DISPATCH_TICK_SECONDS,
         campaign_advance,
     )
 
-    result = campaign_advance(campaign_id)
+    result = campaign_advance(campaign_id, chain=chain)
     if result.running and not advance_campaign.app.conf.task_always_eager:
         # A full batch: a fast sender may be waiting for more; otherwise let the messages in flight go.
         countdown = 0 if result.full else DISPATCH_IDLE_TICK_SECONDS if result.idle else DISPATCH_TICK_SECONDS
-        advance_campaign.apply_async((campaign_id,), countdown=countdown)
+        advance_campaign.apply_async((campaign_id, chain), countdown=countdown)
     return {"status": result.status, "created": result.created, "excluded": result.excluded}
 
 

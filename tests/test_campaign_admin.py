@@ -233,6 +233,38 @@ def test_progress_and_results_need_the_view_permission(draft, composer, approver
     assert auditor_client.get(reverse("admin:messaging_campaignrecipient_changelist")).status_code == 403
 
 
+def test_the_results_csv_needs_the_recipients_permission_too(draft, composer, approver, run):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import StaffUserFactory
+
+    audience(1)
+    campaign = run(draft, composer, approver)
+    viewer = StaffUserFactory(username="viewer")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_campaign"))
+    client = logged_in(viewer)
+    assert client.get(url(campaign, "change")).status_code == 200
+    assert client.get(url(campaign, "results")).status_code == 403  # every recipient's number
+
+
+def test_started_campaigns_cannot_be_deleted_in_bulk(draft, composer, approver, run):
+    from django.contrib.auth.models import Permission
+
+    audience(1)
+    draft.scheduled_at = timezone.now() + timedelta(days=1)  # approved, no message yet
+    draft.save()
+    campaign = run(draft, composer, approver)
+    assert campaign.status == Campaign.Status.APPROVED
+    composer.user_permissions.add(Permission.objects.get(codename="delete_campaign"))
+    client = logged_in(type(composer).objects.get(pk=composer.pk))
+    response = client.post(
+        reverse("admin:messaging_campaign_changelist"),
+        {"action": "delete_selected", "_selected_action": [campaign.pk], "post": "yes"},
+    )
+    assert response.status_code in (200, 302)
+    assert Campaign.objects.filter(pk=campaign.pk).exists()
+
+
 # --- Pause, resume, cancel ----------------------------------------------------------------------------
 
 

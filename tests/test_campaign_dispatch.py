@@ -27,7 +27,7 @@ from messaging.campaign_results import campaign_progress, campaign_results_csv, 
 from messaging.campaign_upload import campaign_audience_upload
 from messaging.campaigns import campaign_approve, campaign_check_parameters, campaign_submit
 from messaging.models import Campaign, CampaignEvent, CampaignRecipient, Message, MessageStatus
-from messaging.sending import messages_send
+from messaging.sending import messages_due, messages_send
 from messaging.whatsapp.memory import MemoryBackend
 from templates_app.models import MessageTemplate, TemplateStatus
 from tests.factories import ContactFactory, SenderFactory, TagFactory, UserFactory
@@ -471,3 +471,123 @@ def test_totals_and_results_export(campaign, author, approver, django_capture_on
     by_status = {r["recipient_status"]: r for r in rows}
     assert by_status["excluded"]["reason"] == "no_consent"
     assert {r["message_status"] for r in rows if r["recipient_status"] == "queued"} == {"delivered", "failed"}
+
+
+# --- What staff do while messages are with a worker ---------------------------------------------------
+
+
+def meta_throttles_while(action):
+    """A send during which `action` runs (staff click a button) and Meta answers 130429 (retry)."""
+    from messaging.whatsapp.errors import WhatsAppApiError
+
+    original = MemoryBackend._post_message
+
+    def post(self, sender, payload):
+        action()
+        raise WhatsAppApiError(message="Rate limit hit", code=130429, http_status=429)
+
+    MemoryBackend._post_message = post
+    return original
+
+
+@pytest.mark.parametrize("stop", ["cancel", "pause"])
+def test_a_message_retried_after_a_cancel_or_pause_is_not_sent(campaign, author, approver, stop):
+    consenting(1)
+    approved(campaign, author, approver)
+    campaign_start(campaign.pk)
+    campaign_advance(campaign.pk)
+    (message_id,) = Message.objects.filter(campaign=campaign).values_list("pk", flat=True)
+    control = campaign_cancel if stop == "cancel" else campaign_pause
+    original = meta_throttles_while(
+        lambda: control(campaign=Campaign.objects.get(pk=campaign.pk), user=approver)
+    )
+    try:
+        messages_send([message_id])
+    finally:
+        MemoryBackend._post_message = original
+    assert Message.objects.get(pk=message_id).status == MessageStatus.QUEUED  # back for a retry
+    later = MIDDAY + timedelta(hours=1)
+    with time_machine.travel(later, tick=False):
+        assert message_id not in messages_due()
+        assert messages_send([message_id])[message_id].status == "not_claimed"
+        campaigns_tick()
+    settled = Message.objects.get(pk=message_id)
+    assert settled.status == (MessageStatus.CANCELLED if stop == "cancel" else MessageStatus.HELD)
+    assert MemoryBackend.outbox == []  # the throttled attempt was the only request, and Meta refused it
+    if stop == "pause":
+        with time_machine.travel(later, tick=False):
+            campaign_resume(campaign=campaign, user=approver)
+            messages_send([message_id])
+        assert Message.objects.get(pk=message_id).status == MessageStatus.SENT
+        assert len(MemoryBackend.outbox) == 1
+
+
+def test_a_template_paused_by_meta_mid_run_pauses_the_campaign_and_loses_nobody(
+    campaign, author, approver, monkeypatch
+):
+    from messaging import campaign_dispatch
+
+    monkeypatch.setattr(campaign_dispatch, "DISPATCH_BATCH_SIZE", 2)
+    consenting(5)
+    approved(campaign, author, approver)
+    campaign_start(campaign.pk)
+    assert campaign_advance(campaign.pk).created == 2
+    MessageTemplate.objects.filter(pk=campaign.template_id).update(status=TemplateStatus.PAUSED)
+    assert campaign_advance(campaign.pk).status == Campaign.Status.PAUSED
+    assert CampaignRecipient.objects.filter(campaign=campaign, status="pending").count() == 3
+    assert not CampaignRecipient.objects.filter(campaign=campaign, status="excluded").exists()
+    assert set(Message.objects.filter(campaign=campaign).values_list("status", flat=True)) == {"held"}
+    assert "paused" in CampaignEvent.objects.filter(campaign=campaign).last().detail.lower()
+
+    MessageTemplate.objects.filter(pk=campaign.template_id).update(status=TemplateStatus.APPROVED)
+    campaign_resume(campaign=campaign, user=approver)
+    campaign_advance(campaign.pk)
+    campaign_advance(campaign.pk)
+    assert CampaignRecipient.objects.filter(campaign=campaign, status="queued").count() == 5
+
+
+def test_resume_keeps_quiet_hours_and_does_not_stall_the_others(campaign, author, approver, monkeypatch):
+    monkeypatch.setattr("messaging.campaign_dispatch.dispatch_window", lambda campaign: 3)
+    for _ in range(3):
+        opt_in(ContactFactory(timezone="Asia/Tokyo"))  # 01:00 there: deferred to 08:00
+    new_york = consenting(4)
+    approved(campaign, author, approver)
+    campaign_start(campaign.pk)
+    campaign_advance(campaign.pk)  # the 3 Tokyo recipients come first: deferred
+    campaign_pause(campaign=campaign, user=approver)
+    campaign_resume(campaign=campaign, user=approver)
+    statuses = list(Message.objects.filter(campaign=campaign).values_list("status", flat=True))
+    assert statuses == ["deferred"] * 3
+    step = campaign_advance(campaign.pk)
+    assert not step.waiting and step.created == 3  # deferred messages do not fill the window
+    queued = Message.objects.filter(campaign=campaign, status="queued").values_list("contact_id", flat=True)
+    assert set(queued) <= {c.pk for c in new_york}
+
+
+def test_the_campaign_cap_counts_messages_still_on_their_way(campaign, author, approver):
+    person, _other = consenting(2)
+    Message.objects.create(
+        contact=person,
+        sender=campaign.sender,
+        kind="template",
+        template_category="MARKETING",
+        status="queued",
+    )  # another campaign's, not sent yet
+    campaign.frequency_cap_count = 1
+    campaign.save()
+    approved(campaign, author, approver)
+    campaign_start(campaign.pk)
+    campaign_advance(campaign.pk)
+    assert CampaignRecipient.objects.get(campaign=campaign, contact=person).reason == "frequency_cap"
+
+
+def test_a_superseded_chain_of_steps_stops(campaign, author, approver):
+    consenting(2)
+    approved(campaign, author, approver)
+    campaign_start(campaign.pk)
+    campaign.refresh_from_db()
+    current = campaign.dispatch_chain
+    assert current
+    stale = campaign_advance(campaign.pk, chain="an-older-chain")
+    assert stale.superseded and not stale.running and stale.created == 0
+    assert campaign_advance(campaign.pk, chain=current).created == 2
