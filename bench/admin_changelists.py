@@ -1,7 +1,8 @@
 """Admin changelists at scale (issue #8: "changelists p95 < 300 ms at 1M contacts, no full-table counts
 on hot pages"): the real Django admin, in-process through django.test.Client as a superuser, GETting the
 hot changelists (contacts: plain, searched by name, searched by a phone number as typed, filtered by a
-tag; messages: plain, failed; webhook deliveries; the admin index with its dashboard), beside the least
+tag; messages: plain, failed; webhook deliveries; the admin index with its dashboard; campaigns: the
+list, a running campaign's page and its progress poll, its 100,000 recipients, plain and failed), beside the least
 PostgreSQL must do to show the contacts' first page in the same run: a bare cursor fetching the same 100
 rows in the changelist's default ordering. PostgreSQL only.
 
@@ -130,6 +131,70 @@ def _seed(connection, *, contacts: int, messages: int) -> float:
     return time.perf_counter() - started
 
 
+#: A running campaign to the first CAMPAIGN_RECIPIENTS contacts: its recipients, and one message each in
+#: a plausible mix of outcomes (the drill-down, the campaign's page and its progress poll read them).
+CAMPAIGN_RECIPIENTS = 100_000
+SEED_CAMPAIGN_MESSAGES = """
+INSERT INTO messaging_message (
+    direction, contact_id, sender_id, kind, content, preview, template_category, purpose, reply_to,
+    status, provider_message_id, error_code, error_title, error_details, attempts, pricing_category,
+    pricing_type, pricing_model, billable, conversation_id, rejection_reason, created_at, sent_at,
+    delivered_at, read_at, failed_at, campaign_id
+)
+SELECT
+    'outbound', c, %(sender)s, 'template', '{}'::jsonb, 'Spring sale', 'MARKETING', '', '',
+    m.status, 'wamid.campaign.' || c,
+    CASE WHEN m.status = 'failed' THEN '131026' ELSE '' END,
+    CASE WHEN m.status = 'failed' THEN 'Message undeliverable' ELSE '' END, '', 1,
+    'marketing', 'regular', 'PMP', m.status <> 'failed', '', '',
+    now() - interval '1 hour' + c * interval '20 milliseconds',
+    now() - interval '59 minutes', CASE WHEN m.status IN ('delivered', 'read') THEN now() END,
+    CASE WHEN m.status = 'read' THEN now() END, CASE WHEN m.status = 'failed' THEN now() END,
+    %(campaign)s
+FROM (
+    SELECT c, (ARRAY['sent', 'delivered', 'delivered', 'read', 'read', 'read', 'failed', 'queued'])[1 + c %% 8]
+        AS status
+    FROM generate_series(1, %(recipients)s) AS c
+) AS m
+"""
+SEED_CAMPAIGN_RECIPIENTS = """
+INSERT INTO messaging_campaignrecipient (campaign_id, contact_id, status, reason, detail, message_id)
+SELECT %(campaign)s, m.contact_id, 'queued', '', '', m.id
+FROM messaging_message m WHERE m.campaign_id = %(campaign)s
+"""
+
+
+def _seed_campaign(connection, *, recipients: int) -> int:
+    """A running campaign with `recipients` recipients and their messages; returns its id."""
+    from messaging.models import Campaign, Sender
+    from templates_app.models import MessageTemplate
+
+    sender = Sender.objects.get()
+    template = MessageTemplate.objects.create(
+        waba_id=sender.waba_id,
+        name="spring_sale",
+        language="en_US",
+        category="MARKETING",
+        status="APPROVED",
+        components=[{"type": "BODY", "text": "Hi {{1}}, spring is here."}],
+    )
+    campaign = Campaign.objects.create(
+        name="Spring sale",
+        sender=sender,
+        template=template,
+        template_parameters=[{"field": "profile_name"}],
+        status=Campaign.Status.RUNNING,
+        recipients_total=recipients,
+    )
+    params = {"sender": sender.pk, "campaign": campaign.pk, "recipients": recipients}
+    with connection.cursor() as cursor:
+        cursor.execute(SEED_CAMPAIGN_MESSAGES, params)
+        cursor.execute(SEED_CAMPAIGN_RECIPIENTS, params)
+        cursor.execute("ANALYZE messaging_message")
+        cursor.execute("ANALYZE messaging_campaignrecipient")
+    return campaign.pk
+
+
 def _percentiles_ms(work: Callable[[], object]) -> dict[str, float]:
     work()  # warm-up: PostgreSQL's buffers, template loading, the session and the connection
     timings = []
@@ -143,8 +208,15 @@ def _percentiles_ms(work: Callable[[], object]) -> dict[str, float]:
     return {"p50": round(statistics.median(timings), 1), "p95": round(p95, 1), "max": round(timings[-1], 1)}
 
 
-def _pages(*, tag_id: int, phone_as_typed: str) -> dict[str, str]:
+def _pages(*, tag_id: int, phone_as_typed: str, campaign_id: int) -> dict[str, str]:
     return {
+        "campaigns": "/admin/messaging/campaign/",
+        "campaign_page": f"/admin/messaging/campaign/{campaign_id}/change/",
+        "campaign_progress_json": f"/admin/messaging/campaign/{campaign_id}/progress.json",
+        "campaign_recipients": f"/admin/messaging/campaignrecipient/?campaign__id__exact={campaign_id}",
+        "campaign_recipients_failed": (
+            f"/admin/messaging/campaignrecipient/?campaign__id__exact={campaign_id}&message_status=failed"
+        ),
         "contacts": "/admin/messaging/contact/",
         "contacts_search_name": f"/admin/messaging/contact/?{urlencode({'q': SEARCHED_NAME})}",
         "contacts_search_phone": f"/admin/messaging/contact/?{urlencode({'q': phone_as_typed})}",
@@ -187,6 +259,7 @@ def run(*, contacts: int | None = None, messages: int | None = None) -> dict[str
             return _skipped(str(exc))
         load_before = os.getloadavg()
         seed_seconds = _seed(connection, contacts=contacts, messages=messages)
+        campaign_id = _seed_campaign(connection, recipients=min(CAMPAIGN_RECIPIENTS, contacts))
 
         from django.contrib.auth import get_user_model
 
@@ -210,7 +283,8 @@ def run(*, contacts: int | None = None, messages: int | None = None) -> dict[str
             client = Client()
             client.force_login(admin_user)
             pages: dict[str, dict[str, Any]] = {}
-            for page, url in _pages(tag_id=tag_id, phone_as_typed=phone_as_typed).items():
+            pages_to_get = _pages(tag_id=tag_id, phone_as_typed=phone_as_typed, campaign_id=campaign_id)
+            for page, url in pages_to_get.items():
 
                 def get(url=url) -> None:
                     response = client.get(url)
@@ -227,7 +301,8 @@ def run(*, contacts: int | None = None, messages: int | None = None) -> dict[str
         "name": NAME,
         "description": (
             f"admin changelists (Client, superuser, DEBUG off) over {contacts} contacts, {messages} messages, "
-            f"{WEBHOOK_EVENTS} webhook events, PostgreSQL {server_version}; worst p95: "
+            f"{WEBHOOK_EVENTS} webhook events, a running campaign to {min(CAMPAIGN_RECIPIENTS, contacts)} "
+            f"of them, PostgreSQL {server_version}; worst p95: "
             f"{max(figures['p95'] for figures in pages.values())} ms; seeded in {seed_seconds:.1f} s"
         ),
         "unit": UNIT,

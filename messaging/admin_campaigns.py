@@ -13,8 +13,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -30,7 +28,7 @@ from messaging.campaign_dispatch import (
     campaign_pause,
     campaign_resume,
 )
-from messaging.campaign_results import SETTLED, campaign_progress, campaign_results_csv, campaign_totals
+from messaging.campaign_results import campaign_progress, campaign_results_csv, campaign_totals
 from messaging.campaign_upload import campaign_audience_upload
 from messaging.campaigns import (
     APPROVE_CAMPAIGN,
@@ -46,7 +44,7 @@ from messaging.campaigns import (
 )
 from messaging.contact_csv import MAX_FILE_BYTES
 from messaging.forms import region_choices
-from messaging.models import Campaign, CampaignEvent, CampaignRecipient, Message, MessageStatus
+from messaging.models import Campaign, CampaignEvent, CampaignRecipient, MessageStatus
 from messaging.phone import phone_normalize
 from templates_app.models import MessageTemplate
 
@@ -166,15 +164,6 @@ class AudienceUploadForm(forms.Form):
         return upload
 
 
-def _count_of(queryset) -> Subquery:
-    """COUNT(*) of a correlated queryset as a subquery (0 when it has no rows)."""
-    return Coalesce(
-        Subquery(queryset.order_by().values("campaign").annotate(n=Count("pk")).values("n")[:1]),
-        Value(0),
-        output_field=IntegerField(),
-    )
-
-
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
@@ -234,57 +223,16 @@ class CampaignAdmin(admin.ModelAdmin):
 
     # --- The list: progress without a query per row ---------------------------------------------------
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if getattr(request, "_campaign_changelist", False):
-            # Two correlated COUNTs in the list's one query (the recipient and message indexes on
-            # campaign answer them), never campaign_progress() per row; and only for campaigns still
-            # going (CASE evaluates a branch's subquery only for its rows): a finished campaign's
-            # dispatch is over, and counting its 100,000 messages on every list view would be waste.
-            live = Q(status__in=[Campaign.Status.RUNNING, Campaign.Status.PAUSED])
-            queryset = queryset.annotate(
-                finished_recipients=Case(
-                    When(
-                        live,
-                        then=_count_of(
-                            CampaignRecipient.objects.filter(
-                                campaign=OuterRef("pk"),
-                                status__in=[
-                                    CampaignRecipient.Status.EXCLUDED,
-                                    CampaignRecipient.Status.CANCELLED,
-                                ],
-                            )
-                        ),
-                    ),
-                    default=Value(0),
-                    output_field=IntegerField(),
-                ),
-                settled_messages=Case(
-                    When(
-                        live,
-                        then=_count_of(Message.objects.filter(campaign=OuterRef("pk"), status__in=SETTLED)),
-                    ),
-                    default=Value(0),
-                    output_field=IntegerField(),
-                ),
-            )
-        return queryset
-
-    def changelist_view(self, request, extra_context=None):
-        request._campaign_changelist = True
-        return super().changelist_view(request, extra_context)
-
     @admin.display(description="progress")
     def progress_column(self, campaign: Campaign) -> str | None:
         if campaign.status not in STARTED_STATUSES:
             return None
-        done = getattr(campaign, "finished_recipients", 0) + getattr(campaign, "settled_messages", 0)
+        # The snapshot the campaign's page and its dispatch steps keep (campaign_results.campaign_progress):
+        # no counting per listed campaign.
         if campaign.status in (Campaign.Status.COMPLETED, Campaign.Status.CANCELLED):
             percent = 100  # dispatch is over (the counts are on the campaign's page)
-        elif campaign.recipients_total:
-            percent = min(100, done * 100 // campaign.recipients_total)
         else:
-            percent = 0
+            percent = campaign.progress_percent
         return format_html(
             '<progress class="campaign-list-progress" value="{}" max="100"></progress> {}%', percent, percent
         )

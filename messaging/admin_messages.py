@@ -158,11 +158,19 @@ class MessageAdmin(admin.ModelAdmin):
         "created_by",
     ]
     list_display_links = ["age", "preview_excerpt"]
-    list_filter = [QueueFilter, ("status", StatusFilter), "direction", "kind", "sender"]
+    # Dates by a list filter (today, past 7 days, this month, this year), not date_hierarchy, whose
+    # year links cost a DISTINCT over every message's date on each view of the unfiltered list.
+    list_filter = [
+        QueueFilter,
+        ("status", StatusFilter),
+        "direction",
+        "kind",
+        "sender",
+        ("created_at", admin.DateFieldListFilter),
+    ]
     list_select_related = ["contact", "created_by"]
     search_fields = ["preview", "contact__phone_number", "contact__profile_name"]
     search_help_text = "A phone number as you would type it, a name, or words from the message."
-    date_hierarchy = "created_at"
     show_full_result_count = False
     paginator = EstimatedCountPaginator  # no full COUNT(*) of the messages on the unfiltered list
     list_per_page = 50

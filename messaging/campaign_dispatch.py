@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from messaging.campaign_results import campaign_progress
 from messaging.campaigns import (
     Outcome,
     campaign_check_fields,
@@ -224,6 +225,7 @@ def campaign_advance(
         )
         room = min(DISPATCH_BATCH_SIZE, dispatch_window(campaign) - in_flight)
         if room <= 0:
+            campaign_progress(campaign)  # keeps the list's snapshot moving while messages go out
             return StepResult(campaign.status, waiting=True)
         recipients = list(
             CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.PENDING)
@@ -232,7 +234,9 @@ def campaign_advance(
             .order_by("id")[:room]
         )
         if not recipients:
-            return StepResult(_complete_if_done(campaign, now=now), idle=True)
+            status = _complete_if_done(campaign, now=now)
+            campaign_progress(campaign)
+            return StepResult(status, idle=True)
         queued_ids, excluded = _dispatch(campaign, recipients, now=now)
         if queued_ids:
             from messaging.tasks import messages_enqueue

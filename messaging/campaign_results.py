@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
-from django.db.models import Count
+from django.db.models import Count, Max
 
 from messaging.campaigns import REASON_LABELS, csv_cell
 from messaging.dashboard import Cost, cost_of
@@ -115,6 +115,10 @@ def campaign_progress(campaign: Campaign) -> CampaignProgress:
             progress.cancelled_recipients += row["n"]
     messages = Message.objects.filter(campaign=campaign).values("status").annotate(n=Count("pk")).order_by()
     progress.messages = {row["status"]: row["n"] for row in messages}
+    if progress.percent != campaign.progress_percent:
+        # The list's snapshot (one small UPDATE, only when it moved).
+        campaign.progress_percent = progress.percent
+        Campaign.objects.filter(pk=campaign.pk).update(progress_percent=progress.percent)
     return progress
 
 
@@ -138,24 +142,13 @@ def campaign_totals(campaign: Campaign) -> CampaignTotals:
     failures = (
         Message.objects.filter(campaign=campaign, status__in=[MessageStatus.FAILED, MessageStatus.BLOCKED])
         .values("error_code")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("pk"), title=Max("error_title"))
         .order_by("-n", "error_code")
-    )
-    titles = dict(
-        Message.objects.filter(
-            campaign=campaign,
-            status__in=[MessageStatus.FAILED, MessageStatus.BLOCKED],
-            error_code__in=[row["error_code"] for row in failures],
-        )
-        .values_list("error_code", "error_title")
-        .distinct()
     )
     excluded = sorted(progress.excluded.items(), key=lambda item: (-item[1], item[0]))
     return CampaignTotals(
         progress=progress,
-        failures=[
-            FailureCount(row["error_code"], titles.get(row["error_code"], ""), row["n"]) for row in failures
-        ],
+        failures=[FailureCount(row["error_code"], row["title"] or "", row["n"]) for row in failures],
         cost=cost_of(Message.objects.filter(campaign=campaign)),
         excluded=[(code, REASON_LABELS.get(code, code), n) for code, n in excluded],
     )

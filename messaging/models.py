@@ -596,6 +596,9 @@ class Campaign(models.Model):
     advanced_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The current chain of dispatch steps (messaging.campaign_dispatch): steps of older chains stop.
     dispatch_chain = models.CharField(max_length=32, blank=True, editable=False)
+    # The last progress computed (its page's poll, the dispatch steps): what the campaign list shows,
+    # which would otherwise count every listed campaign's messages on every view.
+    progress_percent = models.PositiveSmallIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

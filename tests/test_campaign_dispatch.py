@@ -145,6 +145,7 @@ def test_approval_starts_the_campaign_and_every_consenting_contact_gets_one_mess
     campaign_advance(campaign.pk)
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.COMPLETED and campaign.finished_at is not None
+    assert campaign.progress_percent == 100  # the campaign list's snapshot
     actions = list(CampaignEvent.objects.filter(campaign=campaign).values_list("action", flat=True))
     assert actions == ["submitted", "approved", "started", "completed"]
 
