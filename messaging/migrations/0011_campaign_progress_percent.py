@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('messaging', '0010_campaign_dispatch_chain'),
+        ("messaging", "0010_campaign_dispatch_chain"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='campaign',
-            name='progress_percent',
+            model_name="campaign",
+            name="progress_percent",
             field=models.PositiveSmallIntegerField(default=0, editable=False),
         ),
     ]
