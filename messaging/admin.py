@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from compliance.models import ConsentSource, Purpose
 from compliance.services import Evidence, consent_current, consent_opt_out_everywhere
 from messaging.admin_inbox import ContactInboxMixin
-from messaging.admin_paging import EstimatedCountPaginator
+from messaging.admin_paging import BigTableAdmin
 from messaging.contact_csv import contact_csv_export_lines, contact_csv_import
 from messaging.forms import ContactAdminForm, ContactCsvImportForm
 from messaging.models import ApiToken, Contact, Sender, Tag
@@ -63,7 +63,7 @@ class LocaleFilter(admin.AllValuesFieldListFilter):
 
 
 @admin.register(Contact)
-class ContactAdmin(ContactInboxMixin, admin.ModelAdmin):
+class ContactAdmin(BigTableAdmin, ContactInboxMixin, admin.ModelAdmin):
     list_display = [
         "phone_number",
         "profile_name",
@@ -81,7 +81,6 @@ class ContactAdmin(ContactInboxMixin, admin.ModelAdmin):
     # longer overwrites the name (staff see why it stopped following WhatsApp).
     readonly_fields = ["created_at", "updated_at", "name_corrected_at"]
     show_full_result_count = False
-    paginator = EstimatedCountPaginator  # no full COUNT(*) of the contacts on the unfiltered list
     # Adds the conversation and "waiting for a reply" links to the pages below (admin_inbox.py).
     change_list_template = "admin/messaging/contact/change_list_inbox.html"
     change_form_template = "admin/messaging/contact/change_form.html"

@@ -21,7 +21,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from messaging.admin_paging import EstimatedCountPaginator
+from messaging.admin_paging import BigTableAdmin
 from messaging.campaign_dispatch import (
     CONTROL_CAMPAIGN,
     campaign_cancel,
@@ -596,7 +596,7 @@ class MessageStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(CampaignRecipient)
-class CampaignRecipientAdmin(admin.ModelAdmin):
+class CampaignRecipientAdmin(BigTableAdmin, admin.ModelAdmin):
     """Each person a started campaign is for and what became of them; read-only (the dispatch writes
     these rows). Reached from a campaign's page, filtered to it."""
 
@@ -613,7 +613,6 @@ class CampaignRecipientAdmin(admin.ModelAdmin):
     list_select_related = ["contact", "message", "campaign"]
     search_fields = ["=contact__phone_number"]
     search_help_text = "A whole phone number, in any common format."
-    paginator = EstimatedCountPaginator  # no full COUNT(*) of every campaign's recipients
     show_full_result_count = False
     list_per_page = 100
 

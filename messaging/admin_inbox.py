@@ -35,7 +35,7 @@ from django.views.decorators.http import require_POST
 from compliance.gate import CUSTOMER_SERVICE_WINDOW
 from compliance.models import Purpose
 from compliance.services import consent_current
-from messaging.admin_paging import EstimatedCountPaginator
+from messaging.admin_paging import BigTableAdmin
 from messaging.models import Contact, Message, MessageStatus, PendingStatus, ProviderAlert, WebhookEvent
 from messaging.outbound import SEND_WITHOUT_APPROVAL, MessageRefused, message_compose
 from messaging.phone import phone_normalize
@@ -232,14 +232,13 @@ def webhook_summary_text(summary: dict) -> str:
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(BigTableAdmin, admin.ModelAdmin):
     list_display = ["received", "state_badge", "contents", "attempts", "error_first_line"]
     list_display_links = ["received"]
     # No filter by provider: its choices would be a DISTINCT over every stored delivery, for one value.
     list_filter = ["state", ("received_at", admin.DateFieldListFilter)]
     search_fields = ["raw_body"]  # shows the search box; the search itself is get_search_results below
     show_full_result_count = False
-    paginator = EstimatedCountPaginator
     list_per_page = 50
     actions = ["replay_selected"]
     change_form_template = "admin/messaging/webhookevent/change_form.html"

@@ -25,7 +25,7 @@ from django.utils.text import capfirst
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from messaging.admin_paging import EstimatedCountPaginator
+from messaging.admin_paging import BigTableAdmin
 from messaging.forms_compose import (
     MessageComposeForm,
     RejectForm,
@@ -148,7 +148,7 @@ class QueueFilter(admin.SimpleListFilter):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(BigTableAdmin, admin.ModelAdmin):
     list_display = [
         "age",
         "status_badge",
@@ -172,7 +172,6 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["preview", "contact__phone_number", "contact__profile_name"]
     search_help_text = "A phone number as you would type it, a name, or words from the message."
     show_full_result_count = False
-    paginator = EstimatedCountPaginator  # no full COUNT(*) of the messages on the unfiltered list
     list_per_page = 50
     actions = ["approve_selected", "reject_selected"]
     change_list_template = "admin/messaging/message/change_list.html"

@@ -83,3 +83,18 @@ def test_the_admins_contact_search_can_use_the_trigram_indexes():
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "contact_profile_name_trgm" in plan, plan
     assert list(queryset) == [Contact.objects.get(profile_name="Hana Rossi")]
+
+
+@pytest.mark.django_db
+def test_the_row_checkbox_written_directly_is_the_one_django_renders():
+    from django.contrib import admin as django_admin
+    from django.test.html import parse_html
+
+    from messaging.models import Contact
+    from tests.factories import ContactFactory
+
+    contact = ContactFactory(profile_name='Ann "<b>" & Co')
+    model_admin = django_admin.site._registry[Contact]
+    ours = model_admin.action_checkbox(contact)
+    djangos = django_admin.ModelAdmin.action_checkbox(model_admin, contact)
+    assert parse_html(ours) == parse_html(djangos)
