@@ -139,6 +139,12 @@ class CampaignForm(forms.ModelForm):
         return cleaned
 
 
+def _upload_region_choices() -> list[tuple[str, str]]:
+    # A callable, read when the form is built: region_choices() loads libphonenumber's geocoder
+    # (~100 MB), which every web and worker process would carry if it ran at import.
+    return [("", "(the site's default)"), *region_choices()]
+
+
 class AudienceUploadForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
@@ -148,7 +154,7 @@ class AudienceUploadForm(forms.Form):
     )
     default_region = forms.ChoiceField(
         label="Default country",
-        choices=[("", "(the site's default)"), *region_choices()],
+        choices=_upload_region_choices,
         required=False,
         help_text="Used for numbers written without a country code, e.g. “(555) 012-3456”.",
     )

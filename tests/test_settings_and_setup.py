@@ -115,3 +115,27 @@ def test_healthz_reports_the_database(client):
     body = response.json()
     assert body["status"] == "ok"
     assert body["checks"]["database"]["status"] == "ok"
+
+
+def test_no_process_loads_the_phone_geocoder_at_start():
+    """libphonenumber's geocoder data is ~100 MB: only the admin forms offering a country list may load
+    it, when they are shown, never every web and worker process at import (admin modules included)."""
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    code = (
+        "import django, sys; django.setup(); import config.urls; "
+        "print('phonenumbers.geocoder' in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=settings.BASE_DIR,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
