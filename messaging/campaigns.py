@@ -224,18 +224,10 @@ def campaign_render_for(campaign: Campaign, contact: Contact, values: dict | Non
     named = template.parameter_format == ParameterFormat.NAMED
     header = None
     body: list | dict = {} if named else []
-    buttons: list = []
-    button_count = len(
-        next(
-            (
-                c.get("buttons") or []
-                for c in template.components
-                if str(c.get("type", "")).upper() == "BUTTONS"
-            ),
-            [],
-        )
+    buttons_component = next(
+        (c for c in template.components or [] if str(c.get("type", "")).upper() == "BUTTONS"), {}
     )
-    buttons = [None] * button_count
+    buttons: list = [None] * len(buttons_component.get("buttons") or [])  # filled by position
     for slot, value in zip(slots, given, strict=True):
         if slot.part == "header":
             if named and slot.name != "media":

@@ -592,3 +592,39 @@ def test_a_superseded_chain_of_steps_stops(campaign, author, approver):
     stale = campaign_advance(campaign.pk, chain="an-older-chain")
     assert stale.superseded and not stale.running and stale.created == 0
     assert campaign_advance(campaign.pk, chain=current).created == 2
+
+
+def test_header_body_and_button_values_are_mapped_in_slot_order(campaign):
+    from messaging.campaigns import campaign_render_for, campaign_template_slots
+
+    campaign.template.components = [
+        {"type": "HEADER", "format": "TEXT", "text": "Hello {{1}}", "example": {"header_text": ["Ann"]}},
+        {"type": "BODY", "text": "Your code {{1}} saves {{2}}.", "example": {"body_text": [["X1", "20%"]]}},
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {"type": "QUICK_REPLY", "text": "Stop"},
+                {"type": "URL", "text": "Shop", "url": "https://shop.example/{{1}}", "example": ["a"]},
+            ],
+        },
+    ]
+    campaign.template.save()
+    labels = [slot.label for slot in campaign_template_slots(campaign.template)]
+    assert labels == ["header {{1}}", "body {{1}}", "body {{2}}", "button 2 (URL suffix)"]
+    campaign.template_parameters = [
+        {"field": "profile_name"},
+        {"text": "SPRING"},
+        {"text": "20%"},
+        {"text": "spring"},
+    ]
+    rendered = campaign_render_for(campaign, ContactFactory(profile_name="Ann"))
+    components = {c["type"]: c for c in rendered.payload["components"]}
+    assert components["header"]["parameters"] == [{"type": "text", "text": "Ann"}]
+    assert [p["text"] for p in components["body"]["parameters"]] == ["SPRING", "20%"]
+    assert components["button"] == {
+        "type": "button",
+        "sub_type": "url",
+        "index": "1",
+        "parameters": [{"type": "text", "text": "spring"}],
+    }
+    assert rendered.preview.startswith("*Hello Ann*")
