@@ -161,7 +161,10 @@ SEED_CAMPAIGN_RECIPIENTS = """
 INSERT INTO messaging_campaignrecipient (campaign_id, contact_id, status, reason, detail, message_id)
 SELECT %(campaign)s, m.contact_id, 'queued', '', '', m.id
 FROM messaging_message m WHERE m.campaign_id = %(campaign)s
+ORDER BY m.contact_id
 """
+# ORDER BY: recipients get their ids in audience order, their outcomes spread over them as in a real
+# campaign (read through the campaign+status index, they would come grouped by status).
 
 
 def _seed_campaign(connection, *, recipients: int) -> int:
