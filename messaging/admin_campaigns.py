@@ -626,11 +626,16 @@ class CampaignRecipientAdmin(BigTableAdmin, admin.ModelAdmin):
         "read_at",
     ]
     list_filter = [CampaignFilter, "status", ReasonFilter, MessageStatusFilter]
-    list_select_related = ["contact", "message", "campaign"]
+    # The page's contacts and messages by two small queries after the LIMIT, not joined before it: a
+    # filtered page (12,000 failures of a 100,000-recipient campaign) would join them all to sort.
+    list_select_related = False
     search_fields = ["=contact__phone_number"]
     search_help_text = "A whole phone number, in any common format."
     show_full_result_count = False
     list_per_page = 100
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("contact", "message")
 
     def has_add_permission(self, request):
         return False
