@@ -36,12 +36,15 @@ from django.utils import timezone
 
 from messaging.campaign_results import campaign_progress
 from messaging.campaigns import (
+    ON_THEIR_WAY,
     Outcome,
+    campaign_audience,
     campaign_check_fields,
     campaign_check_recipients,
     campaign_check_sendable,
     campaign_event,
     campaign_frequency_counts,
+    campaign_locked,
 )
 from messaging.models import (
     Campaign,
@@ -72,8 +75,6 @@ DISPATCH_STALE_SECONDS = 30
 
 #: A campaign's messages that have not reached Meta yet (nor failed): what pause holds, cancel cancels.
 NOT_YET_SENT = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
-#: A campaign's messages still on their way: the campaign is not complete while any is.
-UNFINISHED = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING, MessageStatus.HELD)
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,6 @@ class StepResult:
         return self.status == Campaign.Status.RUNNING and not self.superseded
 
 
-def _locked(campaign_id: int) -> Campaign:
-    return (
-        Campaign.objects.select_for_update(of=("self",))
-        .select_related("template", "sender", "approved_by")
-        .get(pk=campaign_id)
-    )
-
-
 def dispatch_window(campaign: Campaign) -> int:
     ahead = getattr(settings, "CAMPAIGN_DISPATCH_AHEAD_SECONDS", DISPATCH_AHEAD_SECONDS)
     return max(DISPATCH_MIN_WINDOW, int(campaign.sender.messages_per_second * ahead))
@@ -110,8 +103,6 @@ def dispatch_window(campaign: Campaign) -> int:
 def campaign_fan_out(campaign: Campaign) -> int:
     """Materialize the campaign's audience as pending CampaignRecipient rows with one INSERT ... SELECT
     (the database copies the ids; nothing travels through Python). Returns how many."""
-    from messaging.campaigns import campaign_audience
-
     audience_sql, audience_params = (
         campaign_audience(campaign).values("id").query.get_compiler(connection=connection).as_sql()
     )
@@ -136,7 +127,7 @@ def campaign_fan_out(campaign: Campaign) -> int:
     )
     params = [campaign.pk, CampaignRecipient.Status.PENDING, *audience_params]
     if listed:
-        params = [campaign.pk, CampaignRecipient.Status.PENDING, *audience_params, campaign.pk]
+        params.append(campaign.pk)  # the join's
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -148,24 +139,30 @@ def campaign_start(campaign_id: int, *, now: datetime | None = None) -> bool:
     call twice: the second call finds it running and does nothing. A campaign whose template or sender
     became unusable since its approval is paused with the reason instead (staff resume it once fixed)."""
     now = now or timezone.now()
-    campaign = _locked(campaign_id)
+    campaign = campaign_locked(campaign_id)
     if campaign.status != Campaign.Status.APPROVED or (campaign.scheduled_at and campaign.scheduled_at > now):
         return False
     total = campaign_fan_out(campaign)
+    campaign.status = Campaign.Status.RUNNING
     campaign.recipients_total, campaign.started_at, campaign.advanced_at = total, now, now
+    campaign.save(update_fields=["status", "recipients_total", "started_at", "advanced_at", "updated_at"])
+    campaign_event(campaign, "started", detail=f"{total} recipients")
+    if _paused_if_unsendable(campaign):
+        return True
+    _new_chain(campaign)
+    return True
+
+
+def _paused_if_unsendable(campaign: Campaign) -> bool:
+    """Pause a running campaign (locked by the caller) whose template or sender can no longer send:
+    at its start, or at any step (Meta pauses templates, staff senders), rather than exclude every
+    recipient still pending. Staff resume it once fixed."""
     try:
         campaign_check_sendable(campaign)
     except ValidationError as exc:
-        campaign.status = Campaign.Status.PAUSED
-        campaign.save(update_fields=["status", "recipients_total", "started_at", "advanced_at", "updated_at"])
-        campaign_event(campaign, "started", detail=f"{total} recipients")
-        campaign_event(campaign, "paused", detail="Could not send: " + " ".join(exc.messages))
+        _pause(campaign, user=None, why="Could not send: " + " ".join(exc.messages))
         return True
-    campaign.status = Campaign.Status.RUNNING
-    campaign.save(update_fields=["status", "recipients_total", "started_at", "advanced_at", "updated_at"])
-    campaign_event(campaign, "started", detail=f"{total} recipients")
-    _new_chain(campaign)
-    return True
+    return False
 
 
 def _new_chain(campaign: Campaign) -> None:
@@ -200,17 +197,12 @@ def campaign_advance(
     campaign's) does nothing and says so, so that its task stops rescheduling itself."""
     now = now or timezone.now()
     with transaction.atomic():
-        campaign = _locked(campaign_id)
+        campaign = campaign_locked(campaign_id)
         if campaign.status != Campaign.Status.RUNNING:
             return StepResult(campaign.status)
         if chain is not None and chain != campaign.dispatch_chain:
             return StepResult(campaign.status, superseded=True)
-        try:
-            # Meta may have paused the template, or staff the sender, since the last step: stop here
-            # rather than exclude every recipient still pending.
-            campaign_check_sendable(campaign)
-        except ValidationError as exc:
-            _pause(campaign, user=None, why="Could not send: " + " ".join(exc.messages))
+        if _paused_if_unsendable(campaign):
             return StepResult(campaign.status)
         campaign.advanced_at = now
         campaign.save(update_fields=["advanced_at"])
@@ -262,16 +254,11 @@ def _dispatch(
     template = campaign.template
     messages: list[Message] = []
     sent_for: list[CampaignRecipient] = []
-    excluded: list[CampaignRecipient] = []
+    excluded: dict[tuple[str, str], list[int]] = {}  # (reason, detail) → recipient ids
     for recipient, check in zip(recipients, checked, strict=True):
         row = check.row
         if row.outcome == Outcome.EXCLUDED:
-            recipient.status, recipient.reason, recipient.detail = (
-                CampaignRecipient.Status.EXCLUDED,
-                row.reason,
-                row.detail[:255],
-            )
-            excluded.append(recipient)
+            excluded.setdefault((row.reason, row.detail[:255]), []).append(recipient.pk)
             continue
         later = row.outcome == Outcome.LATER
         messages.append(
@@ -321,19 +308,16 @@ def _dispatch(
                 ).values("pk")[:1]
             ),
         )
-    by_reason: dict[tuple[str, str], list[int]] = {}
-    for recipient in excluded:
-        by_reason.setdefault((recipient.reason, recipient.detail), []).append(recipient.pk)
-    for (reason, detail), ids in by_reason.items():
+    for (reason, detail), ids in excluded.items():
         CampaignRecipient.objects.filter(pk__in=ids).update(
             status=CampaignRecipient.Status.EXCLUDED, reason=reason, detail=detail
         )
-    return [m.pk for m in messages if m.status == MessageStatus.QUEUED], len(excluded)
+    return [m.pk for m in messages if m.status == MessageStatus.QUEUED], len(recipients) - len(sent_for)
 
 
 def _complete_if_done(campaign: Campaign, *, now: datetime) -> str:
     """Nobody left to dispatch: the campaign is complete once its last message has left."""
-    if Message.objects.filter(campaign=campaign, status__in=UNFINISHED).exists():
+    if Message.objects.filter(campaign=campaign, status__in=ON_THEIR_WAY).exists():
         return campaign.status
     campaign.status, campaign.finished_at = Campaign.Status.COMPLETED, now
     campaign.save(update_fields=["status", "finished_at", "updated_at"])
@@ -358,7 +342,7 @@ def campaigns_tick(*, now: datetime | None = None) -> dict[str, int]:
     advanced = 0
     for campaign_id in running.values_list("pk", flat=True):
         with transaction.atomic():
-            campaign = _locked(campaign_id)
+            campaign = campaign_locked(campaign_id)
             if campaign.status == Campaign.Status.RUNNING:
                 _new_chain(campaign)
                 advanced += 1
@@ -380,7 +364,7 @@ def campaign_messages_settle() -> int:
     moved = 0
     for campaign_id in list(stopped):
         with transaction.atomic():
-            campaign = _locked(campaign_id)
+            campaign = campaign_locked(campaign_id)
             if campaign.status == Campaign.Status.PAUSED:
                 moved += len(
                     _move_messages(
@@ -447,7 +431,7 @@ def campaign_pause(*, campaign: Campaign, user) -> int:
     """Stop a running campaign within seconds: its messages not yet claimed by a worker are held.
     Returns how many were held."""
     _refuse_unless_controller(user)
-    campaign = _locked(campaign.pk)
+    campaign = campaign_locked(campaign.pk)
     if campaign.status != Campaign.Status.RUNNING:
         raise ValidationError(
             "Only a running campaign can be paused (this one is %(status)s).",
@@ -480,7 +464,7 @@ def campaign_resume(*, campaign: Campaign, user) -> int:
     one message its recipient gets), pending recipients are dispatched. Refused while its template or
     sender cannot send. Returns how many messages were released."""
     _refuse_unless_controller(user)
-    campaign = _locked(campaign.pk)
+    campaign = campaign_locked(campaign.pk)
     if campaign.status != Campaign.Status.PAUSED:
         raise ValidationError(
             "Only a paused campaign can be resumed (this one is %(status)s).",
@@ -523,7 +507,7 @@ def campaign_cancel(*, campaign: Campaign, user, reason: str = "") -> int:
     """Stop a campaign for good: messages not yet with Meta are cancelled, pending recipients too.
     Returns how many messages were cancelled."""
     _refuse_unless_controller(user)
-    campaign = _locked(campaign.pk)
+    campaign = campaign_locked(campaign.pk)
     if campaign.status not in (Campaign.Status.APPROVED, Campaign.Status.RUNNING, Campaign.Status.PAUSED):
         raise ValidationError(
             "Only an approved, running or paused campaign can be cancelled (this one is %(status)s).",

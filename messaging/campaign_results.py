@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.db.models import Count, Max
 
-from messaging.campaigns import REASON_LABELS, csv_cell
+from messaging.campaigns import ON_THEIR_WAY, REASON_LABELS, csv_cell
 from messaging.dashboard import Cost, cost_of
 from messaging.models import Campaign, CampaignRecipient, Message, MessageStatus
 
@@ -67,9 +67,7 @@ class CampaignProgress:
     @property
     def waiting(self) -> int:
         """Messages created but not with Meta yet: queued, deferred (quiet hours), sending, held."""
-        return self._count(
-            (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING, MessageStatus.HELD)
-        )
+        return self._count(ON_THEIR_WAY)
 
     @property
     def done(self) -> int:

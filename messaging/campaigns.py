@@ -23,7 +23,7 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from compliance.gate import MessageFacts, Verdict, gate_check_many
 from messaging.contact_csv import E164, FORMULA_TRIGGERS
-from messaging.models import Campaign, CampaignAudienceMember, CampaignEvent, Contact, Message
+from messaging.models import Campaign, CampaignAudienceMember, CampaignEvent, Contact, Message, MessageStatus
 from templates_app.models import MessageTemplate, ParameterFormat, TemplateStatus
 from templates_app.rendering import RenderedTemplate, TemplateError, render_template
 from templates_app.validation import MEDIA_HEADER_FORMATS, variables_in
@@ -263,9 +263,10 @@ def campaign_check_sendable(campaign: Campaign) -> None:
     campaign_check_parameters(campaign)
 
 
-#: Outbound messages on their way to Meta: a campaign's frequency cap counts them as sent already, or
-#: two campaigns dispatched in the same minutes would both pass it for the same person.
-ON_THEIR_WAY = ("queued", "deferred", "sending", "held")
+#: Outbound messages created and not with Meta yet. A campaign is not complete while any of its own
+#: is; its frequency cap counts a person's as sent already, or two campaigns dispatched in the same
+#: minutes would both pass it for the same person.
+ON_THEIR_WAY = (MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING, MessageStatus.HELD)
 
 
 def marketing_sent_since(contact_ids, *, since: datetime) -> dict[int, int]:
@@ -482,14 +483,14 @@ def campaign_dry_run_csv(dry_run: CampaignDryRun, *, lines_per_chunk: int = 500)
 # --- Approval: draft → pending_approval → approved, or back to draft with a reason ----------------
 
 
-def _locked(campaign: Campaign) -> Campaign:
+def campaign_locked(campaign_id: int) -> Campaign:
     """The campaign's row, locked until the transaction ends, with its current status: of two people
-    acting on it at once, the second sees what the first did. Only the campaign's row is locked, not
-    its template's or sender's."""
+    (or a person and a dispatch step) acting on it at once, the second sees what the first did. Only
+    the campaign's row is locked, not its template's or sender's."""
     return (
         Campaign.objects.select_for_update(of=("self",))
-        .select_related("template", "sender")
-        .get(pk=campaign.pk)
+        .select_related("template", "sender", "approved_by")
+        .get(pk=campaign_id)
     )
 
 
@@ -518,7 +519,7 @@ def _refuse_unless_approver(campaign: Campaign, user) -> None:
 def campaign_submit(*, campaign: Campaign, user) -> Campaign:
     """Ask a second person to approve the draft. Refused when the dry run says nobody would receive
     it: an approver should never be asked to approve a campaign that sends nothing."""
-    campaign = _locked(campaign)
+    campaign = campaign_locked(campaign.pk)
     if campaign.status != Campaign.Status.DRAFT:
         raise ValidationError("Only drafts can be submitted for approval.", code="not_a_draft")
     if campaign_dry_run(campaign).will_receive == 0:  # also raises campaign_check_sendable's errors
@@ -538,7 +539,7 @@ def campaign_submit(*, campaign: Campaign, user) -> Campaign:
 @transaction.atomic
 def campaign_approve(*, campaign: Campaign, user) -> Campaign:
     """A second person approves the campaign as submitted. Nobody approves their own."""
-    campaign = _locked(campaign)
+    campaign = campaign_locked(campaign.pk)
     _refuse_unless_approver(campaign, user)
     _refuse_own(campaign, user, action="approve")
     # The template or sender may have been paused since it was submitted.
@@ -568,7 +569,7 @@ def campaign_event(campaign: Campaign, action: str, *, user=None, detail: str = 
 @transaction.atomic
 def campaign_reject(*, campaign: Campaign, user, reason: str) -> Campaign:
     """Send the campaign back to draft with the reason, for its author to fix and submit again."""
-    campaign = _locked(campaign)
+    campaign = campaign_locked(campaign.pk)
     _refuse_unless_approver(campaign, user)
     _refuse_own(campaign, user, action="reject")
     if not reason.strip():
