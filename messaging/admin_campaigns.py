@@ -308,7 +308,6 @@ class CampaignAdmin(admin.ModelAdmin):
                 "totals": totals,
                 "progress": totals.progress,
                 "progress_url": self._url("progress", campaign.pk),
-                "results_url": self._url("results", campaign.pk),
                 "controls": [
                     (action, " ".join(statuses), self._url(action, campaign.pk))
                     for action, statuses in CONTROL_STATUSES.items()
@@ -318,10 +317,13 @@ class CampaignAdmin(admin.ModelAdmin):
                 "status_display": campaign.get_status_display(),
             }
         if request.user.has_perm("messaging.view_campaignrecipient"):
+            # Both list every recipient's number: the links only for those who may open them.
             context["recipients_url"] = (
                 reverse("admin:messaging_campaignrecipient_changelist")
                 + f"?campaign__id__exact={campaign.pk}"
             )
+            if started:
+                context["results_url"] = self._url("results", campaign.pk)
         return context
 
     def save_model(self, request, obj, form, change):
