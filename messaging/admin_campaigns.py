@@ -40,13 +40,13 @@ from messaging.campaigns import (
     campaign_dry_run_csv,
     campaign_reject,
     campaign_submit,
-    campaign_template_slots,
 )
 from messaging.contact_csv import MAX_FILE_BYTES
 from messaging.forms import region_choices
 from messaging.models import Campaign, CampaignEvent, CampaignRecipient, Message, MessageStatus
 from messaging.phone import phone_normalize
 from templates_app.models import MessageTemplate
+from templates_app.rendering import template_slots
 
 method_decorator_post = method_decorator(require_POST)
 
@@ -67,7 +67,7 @@ def slots_text(template: MessageTemplate | None) -> str:
     """The template's slots for people: "1. body {{1}}, 2. body {{2}}" (or why there is nothing)."""
     if template is None:
         return "Choose a template to see the values it needs."
-    slots = campaign_template_slots(template)
+    slots = template_slots(template)
     if not slots:
         return f"“{template.name}” needs no values: leave the list empty ([])."
     listed = ", ".join(f"{n}. {slot.label}" for n, slot in enumerate(slots, start=1))
@@ -375,7 +375,7 @@ class CampaignAdmin(admin.ModelAdmin):
             raise PermissionDenied
         template_id = request.GET.get("template", "")
         template = MessageTemplate.objects.filter(pk=template_id).first() if template_id.isdigit() else None
-        slots = campaign_template_slots(template) if template else []
+        slots = template_slots(template) if template else []
         return JsonResponse({"text": slots_text(template), "slots": [slot.label for slot in slots]})
 
     def _dry_run_or_message(self, request, campaign: Campaign) -> CampaignDryRun | None:

@@ -24,9 +24,8 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 from compliance.gate import MessageFacts, Verdict, gate_check_many
 from messaging.contact_csv import E164, FORMULA_TRIGGERS
 from messaging.models import Campaign, CampaignAudienceMember, CampaignEvent, Contact, Message, MessageStatus
-from templates_app.models import MessageTemplate, ParameterFormat, TemplateStatus
-from templates_app.rendering import RenderedTemplate, TemplateError, render_template
-from templates_app.validation import MEDIA_HEADER_FORMATS, variables_in
+from templates_app.models import ParameterFormat, TemplateStatus
+from templates_app.rendering import RenderedTemplate, TemplateError, render_template, template_slots
 
 #: Contacts checked by the gate per batch (two queries each): bounded memory and query size.
 DRY_RUN_CHUNK_SIZE = 2000
@@ -105,47 +104,10 @@ class MissingParameter(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class TemplateSlot:
-    """One value the template needs per recipient, in the order a campaign maps them."""
-
-    part: str  # header, body, button
-    name: str  # the variable ("1", "first_name") or the button's position
-    label: str  # for people: "body {{1}}", "header image link", "button 2 (URL suffix)"
-
-
-def campaign_template_slots(template: MessageTemplate) -> list[TemplateSlot]:
-    """The values a campaign must map for `template`: a text header's variable or a media header's
-    link first, then the body's variables, then buttons needing a value (URL suffix, code to copy)."""
-    slots: list[TemplateSlot] = []
-    components = {str(c.get("type", "")).upper(): c for c in template.components or []}
-    header = components.get("HEADER")
-    if header:
-        header_format = str(header.get("format", "TEXT")).upper()
-        if header_format == "TEXT":
-            slots += [
-                TemplateSlot("header", n, f"header {{{{{n}}}}}")
-                for n in variables_in(header.get("text", ""))[:1]
-            ]
-        elif header_format in MEDIA_HEADER_FORMATS:
-            slots.append(TemplateSlot("header", "media", f"header {header_format.lower()} link"))
-    body = components.get("BODY")
-    if body:
-        names = list(dict.fromkeys(variables_in(body.get("text", ""))))
-        slots += [TemplateSlot("body", n, f"body {{{{{n}}}}}") for n in names]
-    for index, button in enumerate((components.get("BUTTONS") or {}).get("buttons") or [], start=1):
-        kind = str(button.get("type", "")).upper()
-        if kind == "URL" and variables_in(button.get("url", "")):
-            slots.append(TemplateSlot("button", str(index), f"button {index} (URL suffix)"))
-        elif kind == "COPY_CODE":
-            slots.append(TemplateSlot("button", str(index), f"button {index} (code to copy)"))
-    return slots
-
-
 def campaign_check_parameters(campaign: Campaign) -> None:
     """The mapping fits the template (one item per slot) and the audience (columns the uploaded list
     has); ValidationError naming what to change otherwise."""
-    slots = campaign_template_slots(campaign.template)
+    slots = template_slots(campaign.template)
     mapping = campaign.template_parameters or []
     if len(mapping) != len(slots):
         expected = ", ".join(slot.label for slot in slots) or "none"
@@ -220,7 +182,7 @@ def campaign_render_for(campaign: Campaign, contact: Contact, values: dict | Non
     Raises MissingParameter, or TemplateError when a value does not fit its slot."""
     template = campaign.template
     given = campaign_parameters_for(campaign, contact, values)
-    slots = campaign_template_slots(template)
+    slots = template_slots(template)
     named = template.parameter_format == ParameterFormat.NAMED
     header = None
     body: list | dict = {} if named else []

@@ -46,6 +46,42 @@ def _component(template: MessageTemplate, kind: str) -> dict[str, Any] | None:
     return next((c for c in template.components if str(c.get("type", "")).upper() == kind), None)
 
 
+@dataclass(frozen=True)
+class TemplateSlot:
+    """One value a template needs per message, in the order callers map them (campaigns, rules)."""
+
+    part: str  # header, body, button
+    name: str  # the variable ("1", "first_name"), "media", or the button's position
+    label: str  # for people: "body {{1}}", "header image link", "button 2 (URL suffix)"
+
+
+def template_slots(template: MessageTemplate) -> list[TemplateSlot]:
+    """The values `template` needs for each message: a text header's variable or a media header's
+    link first, then the body's variables, then buttons needing a value (URL suffix, code to copy)."""
+    slots: list[TemplateSlot] = []
+    header = _component(template, "HEADER")
+    if header:
+        header_format = str(header.get("format", "TEXT")).upper()
+        if header_format == "TEXT":
+            slots += [
+                TemplateSlot("header", n, f"header {{{{{n}}}}}")
+                for n in variables_in(header.get("text", ""))[:1]
+            ]
+        elif header_format in MEDIA_HEADERS:
+            slots.append(TemplateSlot("header", "media", f"header {header_format.lower()} link"))
+    body = _component(template, "BODY")
+    if body:
+        names = list(dict.fromkeys(variables_in(body.get("text", ""))))
+        slots += [TemplateSlot("body", n, f"body {{{{{n}}}}}") for n in names]
+    for index, button in enumerate((_component(template, "BUTTONS") or {}).get("buttons") or [], start=1):
+        kind = str(button.get("type", "")).upper()
+        if kind == "URL" and variables_in(button.get("url", "")):
+            slots.append(TemplateSlot("button", str(index), f"button {index} (URL suffix)"))
+        elif kind == "COPY_CODE":
+            slots.append(TemplateSlot("button", str(index), f"button {index} (code to copy)"))
+    return slots
+
+
 def _typed(value: Any, *, where: str, name: str | None) -> tuple[dict[str, Any], str]:
     """A Graph API parameter object and its display text."""
     if isinstance(value, dict):

@@ -595,7 +595,8 @@ def test_a_superseded_chain_of_steps_stops(campaign, author, approver):
 
 
 def test_header_body_and_button_values_are_mapped_in_slot_order(campaign):
-    from messaging.campaigns import campaign_render_for, campaign_template_slots
+    from messaging.campaigns import campaign_render_for
+    from templates_app.rendering import template_slots
 
     campaign.template.components = [
         {"type": "HEADER", "format": "TEXT", "text": "Hello {{1}}", "example": {"header_text": ["Ann"]}},
@@ -609,7 +610,7 @@ def test_header_body_and_button_values_are_mapped_in_slot_order(campaign):
         },
     ]
     campaign.template.save()
-    labels = [slot.label for slot in campaign_template_slots(campaign.template)]
+    labels = [slot.label for slot in template_slots(campaign.template)]
     assert labels == ["header {{1}}", "body {{1}}", "body {{2}}", "button 2 (URL suffix)"]
     campaign.template_parameters = [
         {"field": "profile_name"},

@@ -24,7 +24,7 @@ from messaging.automations.personal_data import ERASED
 from messaging.outbound import MessageRefused, message_compose
 from messaging.phone import phone_normalize
 from templates_app.models import ParameterFormat, TemplateStatus
-from templates_app.validation import variables_in
+from templates_app.rendering import template_slots
 
 logger = logging.getLogger(__name__)
 
@@ -129,22 +129,12 @@ def _entry_problem(entry: Any) -> str:
 def template_variable_names(template) -> list[str]:
     """The body variables a rule must fill, in order. Raises ValidationError for a template whose header
     or buttons also need values (rules fill the body only)."""
-    for component in template.components:
-        kind = str(component.get("type", "")).upper()
-        if kind == "HEADER" and (
-            str(component.get("format", "TEXT")).upper() != "TEXT" or variables_in(component.get("text", ""))
-        ):
-            raise ValidationError(
-                {"template": "Rules fill body variables only; this template's header needs a value."}
-            )
-        if kind == "BUTTONS" and any(
-            variables_in(button.get("url", "")) for button in component.get("buttons", [])
-        ):
-            raise ValidationError(
-                {"template": "Rules fill body variables only; this template's buttons need a value."}
-            )
-    body = next((c for c in template.components if str(c.get("type", "")).upper() == "BODY"), {})
-    return list(dict.fromkeys(variables_in(body.get("text", ""))))
+    slots = template_slots(template)
+    other = next((slot for slot in slots if slot.part != "body"), None)
+    if other is not None:
+        needs = "header needs a value" if other.part == "header" else "buttons need a value"
+        raise ValidationError({"template": f"Rules fill body variables only; this template's {needs}."})
+    return [slot.name for slot in slots]
 
 
 def rule_validate(rule: AutomationRule) -> None:
