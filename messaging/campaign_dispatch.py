@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
@@ -217,7 +218,7 @@ def campaign_advance(
         )
         room = min(DISPATCH_BATCH_SIZE, dispatch_window(campaign) - in_flight)
         if room <= 0:
-            campaign_progress(campaign)  # keeps the list's snapshot moving while messages go out
+            _refresh_progress_snapshot(campaign)
             return StepResult(campaign.status, waiting=True)
         recipients = list(
             CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.PENDING)
@@ -227,7 +228,7 @@ def campaign_advance(
         )
         if not recipients:
             status = _complete_if_done(campaign, now=now)
-            campaign_progress(campaign)
+            _refresh_progress_snapshot(campaign, force=status == Campaign.Status.COMPLETED)
             return StepResult(status, idle=True)
         queued_ids, excluded = _dispatch(campaign, recipients, now=now)
         if queued_ids:
@@ -240,6 +241,16 @@ def campaign_advance(
         excluded=excluded,
         full=len(recipients) == DISPATCH_BATCH_SIZE,
     )
+
+
+#: The campaign list's progress snapshot is refreshed by dispatch steps at most this often (two GROUP
+#: BYs over the campaign's messages; its own page refreshes it on every poll).
+PROGRESS_SNAPSHOT_SECONDS = 10
+
+
+def _refresh_progress_snapshot(campaign: Campaign, *, force: bool = False) -> None:
+    if force or cache.add(f"campaign-progress-snapshot:{campaign.pk}", 1, PROGRESS_SNAPSHOT_SECONDS):
+        campaign_progress(campaign)
 
 
 def _dispatch(
