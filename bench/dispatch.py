@@ -6,8 +6,8 @@ HTTP client and settings the cloud backend sends with) posting the same bodies: 
 
 Phase 1 (throughput): the limit is set out of the way: BENCH_DISPATCH_SENDERS (2) business numbers at
 BENCH_DISPATCH_LIMIT (1000/s, the most Meta allows one number) each, every task's batch from one of
-them in turn. One number cannot reach 1000 msg/s: its slots are spaced 3 % wider than 1/limit (the
-limiter's safety margin, messaging/limiter.py), so one number at 1000/s tops out near 970 msg/s. msg/s
+them in turn. One number's window is 3 % longer than a second (the limiter's safety margin,
+messaging/limiter.py), so one number at 1000/s tops out near 970 msg/s. msg/s
 is measured from the first enqueue until the last message is `sent` in the database, best
 of BENCH_DISPATCH_ROUNDS (2), alternating with the bare client. Phase 2 (limit): a short run at a low
 limit (BENCH_DISPATCH_LOW_LIMIT; by default 50/s, or half of phase 1's rate when that is lower, so

@@ -3,57 +3,79 @@
 Atomic in Redis when REDIS_URL is set (so it holds across every worker on every machine),
 in-process otherwise (the embedded default, one process).
 
-The sender's send slots are spaced SLOT_INTERVAL = (1 + SLOT_MARGIN)/rate seconds apart on one
-timeline (Redis' clock). A caller is granted the next free slots, as many as it asks for in one
-call (a batch asks for all of its messages at once: one round trip), each as a `SendSlot`: not
-before its time, and not later than LATE_TOLERANCE after it. A caller that gets there in time sends
-on its slot; one that is late (its thread starved of CPU or of the GIL, a batch that waited for a
-free send thread) gives the slot up and is granted a fresh one at the back of the line.
+The promise: at most `rate` sends of a sender in any window of WINDOW = 1 + SLOT_MARGIN seconds (so,
+with the margin, never more than `rate` in any one second). A sliding window, not evenly spaced
+slots: below the limit a send never waits (a batch of 32 goes at once, as a bare client would
+send it); at the limit, the next send waits until the send `rate` places before it is WINDOW old.
+Each sender keeps the times of its last `rate` grants, newest first (a Redis list, or a deque).
 
-Why that holds the limit: every send leaves within [slot, slot + LATE_TOLERANCE], and slots are
-SLOT_INTERVAL apart, so any one-second window holds the sends of the slots within 1 + LATE_TOLERANCE
-seconds: at most (1 + LATE_TOLERANCE) / SLOT_INTERVAL <= rate while LATE_TOLERANCE <= SLOT_MARGIN.
-The rest of the margin absorbs the jitter between the check and Meta reading the request (building
-it, the network). What no limiter on the sending side can absorb is a worker stalled between the
-check and the socket for longer than that (a saturated CPU): keep the workers' CPUs some headroom.
-A slot's times are taken conservatively: not before the moment the grant's answer arrived plus its
-wait (never early, whatever the round trip), not after the moment it was asked plus its wait plus
-the tolerance (a slow round trip counts as lateness). Celery's own `rate_limit` is per worker, which
-is why it is not used.
+A caller is granted its send slots, as many as it asks for in one call (a batch asks for all of its
+messages at once: one round trip), each as a `SendSlot`: not before its time, and not later than
+LATE_TOLERANCE after it. A caller that gets there in time sends on its slot; one that is late (its
+thread starved of CPU or of the GIL, a batch that waited for a free send thread) gives the slot up
+(it still counts, as if used) and is granted a fresh one.
+
+Why that holds the limit: send k+rate is granted no earlier than WINDOW after send k's time and
+leaves within LATE_TOLERANCE of its own, so any two sends `rate` places apart leave at least
+WINDOW - LATE_TOLERANCE >= 1 s apart while LATE_TOLERANCE <= SLOT_MARGIN: no one-second window holds
+rate + 1 of them. The rest of the margin absorbs the jitter between the check and Meta reading the
+request (building it, the network). What no limiter on the sending side can absorb is a worker
+stalled between the check and the socket for longer than that (a saturated CPU): keep the workers'
+CPUs some headroom. A slot's times are taken conservatively: not before the moment the grant's
+answer arrived plus its wait (never early, whatever the round trip), not after the moment it was
+asked plus its wait plus the tolerance (a slow round trip counts as lateness). Celery's own
+`rate_limit` is per worker, which is why it is not used.
 """
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
 
-#: Extra spacing, in seconds per second (see the module docstring).
+#: Extra length of the window, in seconds per second (see the module docstring).
 SLOT_MARGIN = 0.03
 WINDOW = 1.0 + SLOT_MARGIN
 #: How late after its slot a send may still leave (see the module docstring); <= SLOT_MARGIN.
 LATE_TOLERANCE = 0.01
 MAX_REGRANTS = 50  # fresh slots one send may take after missing its own, before giving up (requeued)
+#: A sender's grant times are forgotten this long after its last grant (they no longer bind by then).
+HISTORY_TTL_MS = 60_000
 
 # Redis' own clock is used so workers with drifting clocks still share one timeline. Microseconds;
 # '%.0f' because Lua's tostring keeps only 14 significant digits (100 us at today's epoch).
+# KEYS[1]: the sender's grant times, newest first. Grant j of this call must wait for the grant `rate`
+# places before it: the list's element rate-1-j (fetched in one LRANGE), or grant j-rate of this call.
 _GRANT_LUA = """
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000000 + tonumber(now_t[2])
-local interval = tonumber(ARGV[1])
-local max_wait = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
-local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
-if next_free < now then next_free = now end
-local waits = {}
-for i = 1, count do
-    local wait = next_free - now
-    if wait > max_wait then break end
-    waits[i] = wait
-    next_free = next_free + interval
+local rate = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local count = tonumber(ARGV[4])
+local first = math.max(0, rate - count)
+local older = redis.call('LRANGE', KEYS[1], first, rate - 1)
+local latest = tonumber(redis.call('LINDEX', KEYS[1], 0) or '0')
+local times, waits = {}, {}
+for j = 0, count - 1 do
+    local t = math.max(now, latest)
+    local before
+    if j >= rate then before = times[j - rate + 1] else before = older[rate - j - first] end
+    if before then t = math.max(t, tonumber(before) + window) end
+    if t - now > max_wait then break end
+    times[j + 1] = t
+    waits[j + 1] = t - now
+    latest = t
 end
-if #waits > 0 then redis.call('SET', KEYS[1], string.format('%.0f', next_free), 'PX', 60000) end
+if #times > 0 then
+    local pushed = {}
+    for i = 1, #times do pushed[i] = string.format('%.0f', times[i]) end
+    redis.call('LPUSH', KEYS[1], unpack(pushed))
+    redis.call('LTRIM', KEYS[1], 0, rate - 1)
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
 return waits
 """
 
@@ -68,26 +90,40 @@ class SendSlot:
 
 
 class _LocalBuckets:
+    """The same sliding window in this process (no REDIS_URL): each sender's last `rate` grant times."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._next_free: dict[str, float] = {}
+        self._granted: dict[str, deque[float]] = {}
 
-    def grant(self, key: str, interval: float, max_wait: float, count: int) -> list[float]:
+    def grant(self, key: str, rate: int, window: float, max_wait: float, count: int) -> list[float]:
         with self._lock:
             now = time.monotonic()
-            next_free = max(self._next_free.get(key, 0.0), now)
+            granted = self._granted.setdefault(key, deque())  # oldest first
             waits = []
             for _ in range(count):
-                wait = next_free - now
-                if wait > max_wait:
+                at = max(now, granted[-1]) if granted else now
+                if len(granted) >= rate:
+                    at = max(at, granted[-rate] + window)
+                if at - now > max_wait:
                     break
-                waits.append(wait)
-                next_free += interval
-            self._next_free[key] = next_free
+                waits.append(at - now)
+                granted.append(at)
+            while len(granted) > rate:
+                granted.popleft()
             return waits
+
+    def forget(self) -> None:
+        with self._lock:
+            self._granted.clear()
 
 
 _local = _LocalBuckets()
+
+
+def send_windows_forget() -> None:
+    """Forget this process's in-process send windows (tests reuse sender ids)."""
+    _local.forget()
 
 
 @cache
@@ -97,28 +133,25 @@ def _redis_script(url: str):
     return redis.Redis.from_url(url).register_script(_GRANT_LUA)
 
 
-def slot_interval(per_second: int) -> float:
-    """Seconds between two send slots of one sender."""
-    return WINDOW / max(1, per_second)
-
-
 def _key(sender_id: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:send-slot:{sender_id}"
+    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:send-window:{sender_id}"
 
 
 def rate_grant(*, sender_id: int, per_second: int, count: int = 1, max_wait: float = 2.0) -> list[SendSlot]:
-    """Grant the next `count` free send slots of `sender_id` in one atomic step, or as many of them as
-    are at most `max_wait` seconds away (slots refused are not taken); in the order they are due."""
-    interval = slot_interval(per_second)
+    """Grant the next `count` send slots of `sender_id` in one atomic step, or as many of them as are
+    at most `max_wait` seconds away (slots refused are not taken); in the order they are due. Below
+    the sender's limit they are all due at once."""
+    rate = max(1, per_second)
     if count < 1:
         return []
     asked = time.monotonic()
     if not settings.REDIS_URL:
-        waits = _local.grant(_key(sender_id), interval, max_wait, count)
+        waits = _local.grant(_key(sender_id), rate, WINDOW, max_wait, count)
         answered = asked
     else:
         found = _redis_script(settings.REDIS_URL)(
-            keys=[_key(sender_id)], args=[int(interval * 1_000_000), int(max_wait * 1_000_000), count]
+            keys=[_key(sender_id)],
+            args=[rate, int(WINDOW * 1_000_000), int(max_wait * 1_000_000), count, HISTORY_TTL_MS],
         )
         answered = time.monotonic()
         waits = [int(wait) / 1_000_000 for wait in found]

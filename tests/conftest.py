@@ -94,6 +94,27 @@ def _reset_memory_backend():
     MemoryBackend.reset()
 
 
+@pytest.fixture(autouse=True)
+def _forget_send_windows():
+    """Each test starts with empty send-rate windows. Test databases hand out the same sender ids
+    again (sender 1 in every test), and a window remembers its sender's sends of the last second, so
+    a test would otherwise inherit the sends of the one before it."""
+    yield
+    from django.conf import settings
+
+    from messaging import limiter
+
+    limiter.send_windows_forget()
+    if settings.REDIS_URL:
+        from django.core.cache import cache
+
+        prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{prefix}:send-window:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
 def cache_clear_own() -> None:
     """Empty this test process's cache keys only. `cache.clear()` on Redis flushes the whole database,
     wiping the keys of the other pytest-xdist workers (rate-limit counters, circuit state) mid-test."""

@@ -1,5 +1,5 @@
 """The global per-sender send-rate limiter (messaging/limiter.py): no one-second window ever holds more
-than `rate` sends, whether the senders are threads of one process (in-process bucket, or Redis) or
+than `rate` sends, while below the limit nothing waits (a sliding window, not evenly spaced slots), whether the senders are threads of one process (in-process bucket, or Redis) or
 separate processes, each with its own Redis connection (the Redis bucket, shared by every worker),
 and even when callers wake up late for their slots (a busy machine); a slot further away than
 `max_wait` is refused without being reserved; senders never share a bucket.
@@ -29,7 +29,7 @@ from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from messaging import limiter
-from messaging.limiter import LATE_TOLERANCE, rate_acquire, rate_grant, rate_reserve, slot_interval, slot_wait
+from messaging.limiter import LATE_TOLERANCE, WINDOW, rate_acquire, rate_grant, rate_reserve, slot_wait
 from messaging.models import Message, MessageStatus
 from messaging.sending import message_send
 from messaging.whatsapp.memory import MemoryBackend
@@ -71,6 +71,11 @@ def most_in_one_second(times: list[float]) -> int:
     return most
 
 
+def paced_span(sends: int, rate: int) -> float:
+    """How long `sends` take at the limit: `rate` at once, the next `rate` a WINDOW later, and so on."""
+    return (sends - 1) // rate * WINDOW
+
+
 def send_when_allowed(sender_id: int, rate: int, count: int, sent: list[float]) -> None:
     for _ in range(count):
         assert rate_acquire(sender_id=sender_id, per_second=rate, max_wait=10.0)
@@ -110,27 +115,42 @@ def test_threads_never_exceed_the_rate_in_any_second(bucket, machine, request):
     assert len(sent) == threads * per_thread
     assert most_in_one_second(sent) <= rate
     # ... and the limiter is not stingy: the sends are paced at the rate, not much slower. On the busy
-    # machine a send woken up too late gives its slot up (a third of them here): up to half as slow.
-    expected = (len(sent) - 1) * slot_interval(rate)
+    # machine a send woken up too late gives its slot up (a third of them here): up to twice as slow.
+    expected = paced_span(len(sent), rate)
     slack = 0.5 if machine == "idle" else expected + 0.5
     assert expected - 0.05 <= max(sent) - started <= expected + slack
 
 
+def test_below_the_limit_nothing_waits(bucket):
+    """A burst within the limit goes at once, whatever its size: the limiter adds no latency until the
+    sender's window is full (an evenly spaced limiter would spread 40 sends over 40 intervals)."""
+    sender_id, rate = new_sender_id(), 40
+    waits = [rate_reserve(sender_id=sender_id, per_second=rate, max_wait=10.0) for _ in range(rate)]
+    assert waits == [0] * rate
+    batch = rate_grant(sender_id=new_sender_id(), per_second=rate, count=rate, max_wait=10.0)
+    assert max(slot.at for slot in batch) - min(slot.at for slot in batch) < 0.05
+    # The window is full: the next send waits until the first of them is a window old.
+    assert rate_reserve(sender_id=sender_id, per_second=rate, max_wait=10.0) == pytest.approx(WINDOW, abs=0.1)
+
+
 def test_a_slot_beyond_max_wait_is_refused_and_not_reserved(bucket):
     rate = 2
-    interval = slot_interval(rate)
     sender_id = new_sender_id()
-    max_wait = 1.5 * interval
+    max_wait = 1.5 * WINDOW
 
     assert rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait) == 0
-    second = rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait)
-    assert second == pytest.approx(interval, abs=0.05)
-    # The third slot is two intervals away, beyond max_wait: refused, however often it is asked.
+    assert rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait) == 0
+    third = rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait)
+    assert third == pytest.approx(WINDOW, abs=0.05)
+    assert rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait) == pytest.approx(
+        WINDOW, abs=0.05
+    )
+    # The fifth send is two windows away, beyond max_wait: refused, however often it is asked.
     for _ in range(5):
         assert rate_reserve(sender_id=sender_id, per_second=rate, max_wait=max_wait) is None
     # The refusals reserved nothing: a caller willing to wait gets the very next slot.
-    third = rate_reserve(sender_id=sender_id, per_second=rate, max_wait=10.0)
-    assert third == pytest.approx(2 * interval, abs=0.05)
+    fifth = rate_reserve(sender_id=sender_id, per_second=rate, max_wait=10.0)
+    assert fifth == pytest.approx(2 * WINDOW, abs=0.1)
 
 
 def test_each_sender_has_its_own_bucket(bucket):
@@ -145,15 +165,16 @@ def test_each_sender_has_its_own_bucket(bucket):
 
 def test_a_caller_late_for_its_slot_never_sends_on_it(bucket):
     """Sends that left late for their slots must not crowd the next ones into the same second: a
-    caller back after its slot's tolerance gives it up and waits for a fresh one behind the others."""
-    sender_id, rate = new_sender_id(), 5
+    caller back after its slot's tolerance gives it up (it still counts as sent) and waits for a
+    fresh one behind the others."""
+    sender_id, rate = new_sender_id(), 2
     first, second = rate_grant(sender_id=sender_id, per_second=rate, count=2, max_wait=5.0)
-    assert second.at - first.at == pytest.approx(slot_interval(rate), abs=0.05)
+    assert second.at - first.at < 0.05  # below the limit, both at once
     time.sleep(max(0.0, first.latest - time.monotonic()) + 0.05)  # the caller of `first` was held up
 
     assert slot_wait(first, sender_id=sender_id, per_second=rate, max_wait=5.0)
     allowed_at = time.monotonic()
-    assert allowed_at >= second.at + slot_interval(rate) - 0.01  # the next free slot, after `second`
+    assert allowed_at >= first.at + WINDOW - 0.01  # the window holds `first` and `second` until then
 
 
 @pytest.mark.parametrize("machine", ["idle", "busy"])
@@ -173,7 +194,7 @@ def test_batch_grants_never_exceed_the_rate_in_any_second(bucket, machine, reque
     def batch():
         slots = rate_grant(sender_id=sender_id, per_second=rate, count=batch_size, max_wait=10.0)
         assert len(slots) == batch_size
-        assert all(earlier.at < later.at for earlier, later in itertools.pairwise(slots))
+        assert all(earlier.at <= later.at for earlier, later in itertools.pairwise(slots))  # in order
         threads = [threading.Thread(target=send_on, args=(slot,)) for slot in slots]
         for thread in threads:
             thread.start()
@@ -191,13 +212,16 @@ def test_batch_grants_never_exceed_the_rate_in_any_second(bucket, machine, reque
 
 
 def test_a_batch_grant_takes_only_the_slots_within_max_wait(bucket):
-    sender_id, rate = new_sender_id(), 10  # a slot every ~0.1 s
-    granted = rate_grant(sender_id=sender_id, per_second=rate, count=10, max_wait=0.35)
-    assert len(granted) == 4  # waits of 0, 0.1, 0.2 and 0.3 s; 0.4 s is too far
+    sender_id, rate = new_sender_id(), 4
+    granted = rate_grant(sender_id=sender_id, per_second=rate, count=10, max_wait=1.5 * WINDOW)
+    assert len(granted) == 8  # 4 now, 4 a window later; the next 4 are two windows away: too far
+    waits = [slot.at - granted[0].at for slot in granted]
+    assert waits[:4] == pytest.approx([0] * 4, abs=0.05)
+    assert waits[4:] == pytest.approx([WINDOW] * 4, abs=0.05)
     assert all(slot.latest - slot.at <= LATE_TOLERANCE + 1e-6 for slot in granted)
-    # The refused slots were not taken: the next caller gets the one right after the last granted.
+    # The refused slots were not taken: the next caller gets the first of the third window.
     after = rate_grant(sender_id=sender_id, per_second=rate, count=1, max_wait=10.0)
-    assert after[0].at - granted[-1].at == pytest.approx(slot_interval(rate), abs=0.05)
+    assert after[0].at - granted[0].at == pytest.approx(2 * WINDOW, abs=0.05)
 
 
 @pytest.mark.django_db
@@ -270,6 +294,6 @@ def test_processes_with_their_own_redis_connections_share_one_bucket():
     # Every process got slots throughout (one bucket, shared), never faster than the rate's pace (how
     # much slower depends on how busy the machine is: not asserted).
     span = max(sent) - min(sent)
-    assert span >= (len(sent) - 1) * slot_interval(rate) - 0.3
+    assert span >= paced_span(len(sent), rate) - 0.3
     for r in results:
         assert max(r["sent"]) - min(r["sent"]) > span / 2
