@@ -6,30 +6,33 @@ in-process otherwise (the embedded default, one process).
 The promise: at most `rate` sends of a sender in any window of WINDOW = 1 + SLOT_MARGIN seconds (so,
 with the margin, never more than `rate` in any one second). A sliding window, not evenly spaced
 slots: below the limit a send never waits (a batch of 32 goes at once, as a bare client would
-send it); at the limit, the next send waits until the send `rate` places before it is WINDOW old.
-Each sender keeps the times of its last `rate` grants, newest first (a Redis list, or a deque).
+send it); at the limit, the next send waits for the window to have room.
 
 A caller is granted its send slots, as many as it asks for in one call (a batch asks for all of its
-messages at once: one round trip), each as a `SendSlot`: not before its time, and not later than
-LATE_TOLERANCE after it. A caller that gets there in time sends on its slot; one that is late (its
-thread starved of CPU or of the GIL, a batch that waited for a free send thread) gives the slot up
-(it still counts, as if used) and is granted a fresh one.
+messages at once: one round trip), each as a `SendSlot`: not before its time `at`, and not after
+`latest`. A caller that gets there in time sends on its slot; one that is late (its thread starved
+of CPU or of the GIL) gives the slot up (it still counts, as if used) and is granted a fresh one.
+How long a slot stays usable is its hold: LATE_TOLERANCE, or longer when the caller asks for it (the
+messages of a batch that wait for a free send thread) and the sender's window is less than half
+full, so that they need no round trip of their own when their thread comes.
 
-Why that holds the limit: send k+rate is granted no earlier than WINDOW after send k's time and
-leaves within LATE_TOLERANCE of its own, so any two sends `rate` places apart leave at least
-WINDOW - LATE_TOLERANCE >= 1 s apart while LATE_TOLERANCE <= SLOT_MARGIN: no one-second window holds
-rate + 1 of them. The rest of the margin absorbs the jitter between the check and Meta reading the
-request (building it, the network). What no limiter on the sending side can absorb is a worker
-stalled between the check and the socket for longer than that (a saturated CPU): keep the workers'
-CPUs some headroom. A slot's times are taken conservatively: not before the moment the grant's
-answer arrived plus its wait (never early, whatever the round trip), not after the moment it was
-asked plus its wait plus the tolerance (a slow round trip counts as lateness). Celery's own
-`rate_limit` is per worker, which is why it is not used.
+Each sender keeps the `latest` of its last `rate` grants (a Redis sorted set, or a sorted list). A
+new slot's time is at least WINDOW after the `rate`-th largest of them. Why that holds the limit: of
+any rate + 1 sends, take the one granted last; when it was granted, at most rate - 1 of the others
+had a `latest` above that `rate`-th largest one, so one of them left no later than WINDOW before this
+one's time. Every send leaving by its own `latest`, no one-second window holds rate + 1 of them. The
+rest of the margin absorbs the jitter between the check and Meta reading the request (building it,
+the network). What no limiter on the sending side can absorb is a worker stalled between the check
+and the socket for longer than that (a saturated CPU): keep the workers' CPUs some headroom. A
+slot's times are taken conservatively: `at` not before the moment the grant's answer arrived plus
+its wait (never early, whatever the round trip), `latest` not after the moment it was asked plus its
+wait plus its hold (a slow round trip counts as lateness). Celery's own `rate_limit` is per worker,
+which is why it is not used.
 """
 
+import bisect
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from functools import cache
 
@@ -38,16 +41,21 @@ from django.conf import settings
 #: Extra length of the window, in seconds per second (see the module docstring).
 SLOT_MARGIN = 0.03
 WINDOW = 1.0 + SLOT_MARGIN
-#: How late after its slot a send may still leave (see the module docstring); <= SLOT_MARGIN.
+#: How late after its time a slot may still be used, unless it was granted a longer hold; leaves
+#: SLOT_MARGIN - LATE_TOLERANCE for the way from the check to Meta.
 LATE_TOLERANCE = 0.01
+#: Longer holds are granted only while fewer than this share of the window's sends are taken: a
+#: long hold counts as a send at the end of it, which would waste capacity at the limit.
+LONG_HOLD_ROOM = 0.8
 MAX_REGRANTS = 50  # fresh slots one send may take after missing its own, before giving up (requeued)
 #: A sender's grant times are forgotten this long after its last grant (they no longer bind by then).
 HISTORY_TTL_MS = 60_000
 
 # Redis' own clock is used so workers with drifting clocks still share one timeline. Microseconds;
 # '%.0f' because Lua's tostring keeps only 14 significant digits (100 us at today's epoch).
-# KEYS[1]: the sender's grant times, newest first. Grant j of this call must wait for the grant `rate`
-# places before it: the list's element rate-1-j (fetched in one LRANGE), or grant j-rate of this call.
+# KEYS[1]: the sorted set of the last `rate` grants' latest times; KEYS[2]: a counter naming them
+# (members must be unique, or two grants with the same time would count as one).
+# Returns each granted slot's wait; the first `count` are held LATE_TOLERANCE, the rest long.
 _GRANT_LUA = """
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000000 + tonumber(now_t[2])
@@ -55,28 +63,33 @@ local rate = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
 local count = tonumber(ARGV[4])
-local first = math.max(0, rate - count)
-local older = redis.call('LRANGE', KEYS[1], first, rate - 1)
-local latest = tonumber(redis.call('LINDEX', KEYS[1], 0) or '0')
-local times, waits = {}, {}
-for j = 0, count - 1 do
-    local t = math.max(now, latest)
-    local before
-    if j >= rate then before = times[j - rate + 1] else before = older[rate - j - first] end
-    if before then t = math.max(t, tonumber(before) + window) end
-    if t - now > max_wait then break end
-    times[j + 1] = t
-    waits[j + 1] = t - now
-    latest = t
+local held = tonumber(ARGV[5])
+local short_hold = tonumber(ARGV[6])
+local long_hold = tonumber(ARGV[7])
+local long_hold_below = tonumber(ARGV[8])
+local taken = redis.call('ZCOUNT', KEYS[1], now - window, '+inf')
+local name = redis.call('INCRBY', KEYS[2], count + held) - count - held
+local granted = {}
+for j = 1, count + held do
+    local hold = short_hold
+    if j > count then
+        if taken >= long_hold_below then break end
+        hold = long_hold
+    end
+    local at = now
+    local bound = redis.call('ZREVRANGE', KEYS[1], rate - 1, rate - 1, 'WITHSCORES')
+    if bound[2] then at = math.max(at, tonumber(bound[2]) + window) end
+    if at - now > max_wait then break end
+    redis.call('ZADD', KEYS[1], string.format('%.0f', at + hold), name + j)
+    taken = taken + 1
+    granted[#granted + 1] = at - now
 end
-if #times > 0 then
-    local pushed = {}
-    for i = 1, #times do pushed[i] = string.format('%.0f', times[i]) end
-    redis.call('LPUSH', KEYS[1], unpack(pushed))
-    redis.call('LTRIM', KEYS[1], 0, rate - 1)
-    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if #granted > 0 then
+    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(rate + 1))
+    redis.call('PEXPIRE', KEYS[1], ARGV[9])
+    redis.call('PEXPIRE', KEYS[2], ARGV[9])
 end
-return waits
+return granted
 """
 
 
@@ -90,32 +103,38 @@ class SendSlot:
 
 
 class _LocalBuckets:
-    """The same sliding window in this process (no REDIS_URL): each sender's last `rate` grant times."""
+    """The same window in this process (no REDIS_URL): each sender's last `rate` latest times, sorted."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._granted: dict[str, deque[float]] = {}
+        self._latest: dict[str, list[float]] = {}
 
-    def grant(self, key: str, rate: int, window: float, max_wait: float, count: int) -> list[float]:
+    def grant(
+        self, key: str, *, rate: int, max_wait: float, count: int, held: int, hold: float
+    ) -> list[float]:
         with self._lock:
             now = time.monotonic()
-            granted = self._granted.setdefault(key, deque())  # oldest first
+            latest = self._latest.setdefault(key, [])
+            taken = len(latest) - bisect.bisect_right(latest, now - WINDOW)
             waits = []
-            for _ in range(count):
-                at = max(now, granted[-1]) if granted else now
-                if len(granted) >= rate:
-                    at = max(at, granted[-rate] + window)
+            for j in range(count + held):
+                given = LATE_TOLERANCE
+                if j >= count:
+                    if taken >= int(rate * LONG_HOLD_ROOM):
+                        break
+                    given = hold
+                at = max(now, latest[-rate] + WINDOW) if len(latest) >= rate else now
                 if at - now > max_wait:
                     break
+                bisect.insort(latest, at + given)
+                taken += 1
                 waits.append(at - now)
-                granted.append(at)
-            while len(granted) > rate:
-                granted.popleft()
+            del latest[:-rate]
             return waits
 
     def forget(self) -> None:
         with self._lock:
-            self._granted.clear()
+            self._latest.clear()
 
 
 _local = _LocalBuckets()
@@ -137,25 +156,53 @@ def _key(sender_id: int) -> str:
     return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:send-window:{sender_id}"
 
 
-def rate_grant(*, sender_id: int, per_second: int, count: int = 1, max_wait: float = 2.0) -> list[SendSlot]:
+def rate_grant(
+    *,
+    sender_id: int,
+    per_second: int,
+    count: int = 1,
+    max_wait: float = 2.0,
+    held: int = 0,
+    hold: float = LATE_TOLERANCE,
+) -> list[SendSlot]:
     """Grant the next `count` send slots of `sender_id` in one atomic step, or as many of them as are
     at most `max_wait` seconds away (slots refused are not taken); in the order they are due. Below
-    the sender's limit they are all due at once."""
+    the sender's limit they are all due at once. Then up to `held` more, usable for `hold` seconds
+    after their time instead of LATE_TOLERANCE (for sends that start a little later), granted only
+    while the sender's window is less than LONG_HOLD_ROOM full (those the caller did not get, it asks
+    for when it sends)."""
     rate = max(1, per_second)
-    if count < 1:
+    if count + held < 1:
         return []
     asked = time.monotonic()
     if not settings.REDIS_URL:
-        waits = _local.grant(_key(sender_id), rate, WINDOW, max_wait, count)
+        waits = _local.grant(_key(sender_id), rate=rate, max_wait=max_wait, count=count, held=held, hold=hold)
         answered = asked
     else:
         found = _redis_script(settings.REDIS_URL)(
-            keys=[_key(sender_id)],
-            args=[rate, int(WINDOW * 1_000_000), int(max_wait * 1_000_000), count, HISTORY_TTL_MS],
+            keys=[_key(sender_id), f"{_key(sender_id)}:names"],
+            args=[
+                rate,
+                _microseconds(WINDOW),
+                _microseconds(max_wait),
+                count,
+                held,
+                _microseconds(LATE_TOLERANCE),
+                _microseconds(hold),
+                int(rate * LONG_HOLD_ROOM),
+                HISTORY_TTL_MS,
+            ],
         )
         answered = time.monotonic()
         waits = [int(wait) / 1_000_000 for wait in found]
-    return [SendSlot(at=answered + wait, latest=asked + wait + LATE_TOLERANCE) for wait in waits]
+    return [
+        SendSlot(at=answered + wait, latest=asked + wait + (LATE_TOLERANCE if i < count else hold))
+        for i, wait in enumerate(waits)
+    ]
+
+
+def _microseconds(seconds: float) -> int:
+    return int(seconds * 1_000_000)
 
 
 def rate_reserve(*, sender_id: int, per_second: int, max_wait: float = 2.0) -> float | None:

@@ -66,6 +66,10 @@ PAUSED_SENDER_RECHECK_SECONDS = 60
 # 5 s = 400 slots), because a refusal is expensive: the message is claimed, read and checked again
 # later. Shorter would free threads sooner for other senders' messages, at that cost.
 RATE_LIMIT_MAX_WAIT = 5.0
+#: How long the slots of a batch's messages that wait for a free send thread stay usable (a few
+#: requests' time): they start without a limiter round trip of their own when their thread comes.
+#: The limiter grants it only while the sender's window has room (messaging/limiter.py).
+QUEUED_SLOT_HOLD = 0.25
 LOG_BODY_LIMIT = 4000
 #: Requests one worker process keeps in flight (its send pool; override: settings.WHATSAPP_SEND_THREADS).
 #: At Meta's ~50-200 ms per request, 1,000 msg/s needs 50-200 in flight across all workers.
@@ -328,7 +332,8 @@ def sender_circuit_reset(sender_id: int) -> None:
 #
 # A batch is what one task hands over: one claim (UPDATE ... RETURNING), one read, one gate query
 # pair, one circuit check per sender; one rate-limit grant per sender for as many messages as the
-# process's send pool can start at once (the others take their slot when a thread is free); every
+# process's send pool can start at once, and held slots for the others while the sender's window has
+# room (without room they take their slot when a thread is free); every
 # message waits for its slot and makes its request on the send pool (SEND_THREADS at once, each
 # thread keeping one pooled keep-alive connection of the backend's); then one write of the answers. A single message
 # (send_message) takes the same path, its request made inline.
@@ -656,10 +661,11 @@ def _attempt_on_pool(attempt: _Attempt, turn: _SenderTurn, slot: SendSlot | None
 
 def _grant_slots(attempts: list[_Attempt], *, free_threads: int) -> dict[int, SendSlot]:
     """Rate-limit slots granted ahead, one grant per sender (one Redis round trip), keyed by
-    id(attempt): only for as many attempts as the send pool has threads free to start at once, as
-    a slot must be used within LATE_TOLERANCE of its time; the others take theirs when they start.
-    Attempts refused a slot within RATE_LIMIT_MAX_WAIT, or whose sender's limiter failed, are not
-    sent (`not_sent`)."""
+    id(attempt): for the attempts the send pool can start at once (a slot must be used within
+    LATE_TOLERANCE of its time), and, while the sender's window has room, held slots for the ones
+    that wait for a free thread (QUEUED_SLOT_HOLD), so that they need no round trip of their own;
+    any others take their slot when they start. Attempts refused a slot within RATE_LIMIT_MAX_WAIT,
+    or whose sender's limiter failed, are not sent (`not_sent`)."""
     by_sender: dict[int, list[_Attempt]] = {}
     for a in attempts:
         by_sender.setdefault(a.message.sender_id, []).append(a)
@@ -667,14 +673,14 @@ def _grant_slots(attempts: list[_Attempt], *, free_threads: int) -> dict[int, Se
     for sender_id, mine in by_sender.items():
         ahead = mine[: max(0, free_threads)]
         free_threads -= len(ahead)
-        if not ahead:
-            continue
         try:
             granted = rate_grant(
                 sender_id=sender_id,
                 per_second=mine[0].message.sender.messages_per_second,
                 count=len(ahead),
                 max_wait=RATE_LIMIT_MAX_WAIT,
+                held=len(mine) - len(ahead),
+                hold=QUEUED_SLOT_HOLD,
             )
         except Exception as exc:
             logger.exception("Sender %s: rate limiter failed; its messages go back to the queue", sender_id)
@@ -685,7 +691,7 @@ def _grant_slots(attempts: list[_Attempt], *, free_threads: int) -> dict[int, Se
                 a.not_sent_detail = f"worker error before sending: {exc}"[:500]
                 a.crash = exc
             continue
-        for a, slot in zip(ahead, granted, strict=False):
+        for a, slot in zip(mine, granted, strict=False):
             slots[id(a)] = slot
         if len(granted) < len(ahead):  # the next free slot is too far away: so it is for the rest
             for a in mine[len(granted) :]:

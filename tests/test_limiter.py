@@ -297,3 +297,76 @@ def test_processes_with_their_own_redis_connections_share_one_bucket():
     assert span >= paced_span(len(sent), rate) - 0.3
     for r in results:
         assert max(r["sent"]) - min(r["sent"]) > span / 2
+
+
+# --- Held slots (a batch's messages that wait for a free send thread) -------------------------------
+
+
+def test_held_slots_are_granted_below_the_limit_and_stay_usable_longer(bucket):
+    sender_id, rate = new_sender_id(), 40
+    slots = rate_grant(sender_id=sender_id, per_second=rate, count=2, held=10, hold=0.25, max_wait=5.0)
+    assert len(slots) == 12
+    assert all(slot.at - slots[0].at < 0.05 for slot in slots)  # all due now
+    assert [round(slot.latest - slot.at, 2) for slot in slots[:2]] == [LATE_TOLERANCE] * 2
+    assert all(0.2 <= slot.latest - slot.at <= 0.25 for slot in slots[2:])
+    # Used late but within its hold, a held slot lets its caller send without asking again.
+    time.sleep(0.1)
+    assert slot_wait(slots[-1], sender_id=sender_id, per_second=rate, max_wait=0.0)
+
+
+def test_held_slots_are_refused_once_the_window_is_busy(bucket):
+    """A long hold counts as a send at its end, wasting capacity at the limit: it is granted only while
+    the window has room. Refused held slots reserve nothing."""
+    sender_id, rate = new_sender_id(), 10
+    assert (
+        len(rate_grant(sender_id=sender_id, per_second=rate, count=int(rate * limiter.LONG_HOLD_ROOM))) == 8
+    )
+    assert rate_grant(sender_id=sender_id, per_second=rate, count=0, held=5, hold=0.25) == []
+    assert [rate_reserve(sender_id=sender_id, per_second=rate, max_wait=0.5) for _ in range(2)] == [0, 0]
+
+
+@pytest.mark.parametrize("machine", ["idle", "busy"])
+def test_held_slots_used_late_never_exceed_the_rate_in_any_second(bucket, machine, request):
+    """Batches granted a few slots ahead and the rest held, each used at a random moment within its hold
+    (threads freeing at random), or not in time (a fresh slot then): still never more than `rate`."""
+    if machine == "busy":
+        request.getfixturevalue("busy_machine")
+    batches, batch_size, ahead, rate = 8, 12, 3, 30  # 96 sends: over 3 windows at the limit
+    sender_id, sent, lock = new_sender_id(), [], threading.Lock()
+    rng = random.Random(11)
+
+    def send_on(slot, delay):
+        time.sleep(delay)
+        assert slot_wait(slot, sender_id=sender_id, per_second=rate, max_wait=10.0)
+        with lock:
+            sent.append(time.time())
+
+    def batch():
+        slots = rate_grant(
+            sender_id=sender_id,
+            per_second=rate,
+            count=ahead,
+            held=batch_size - ahead,
+            hold=0.3,
+            max_wait=10.0,
+        )
+        slots += [None] * (batch_size - len(slots))
+        with lock:
+            delays = [rng.uniform(0, 0.4) for _ in slots]
+        threads = [
+            threading.Thread(target=send_on, args=(slot, delay))
+            for slot, delay in zip(slots, delays, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    workers = [threading.Thread(target=batch) for _ in range(batches)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert len(sent) == batches * batch_size
+    assert most_in_one_second(sent) <= rate
