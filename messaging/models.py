@@ -237,7 +237,9 @@ class Message(models.Model):
         UNSUPPORTED = "unsupported"
 
     direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.OUTBOUND)
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: (contact, -created_at) below serves every lookup by contact. Each index on
+    # this table is written again by every status change a send makes (queued, sending, sent).
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages", db_index=False)
     sender = models.ForeignKey(Sender, on_delete=models.PROTECT, related_name="messages")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # The object Meta expects under the key named by `kind` (outbound), or Meta's message (inbound).
@@ -256,7 +258,10 @@ class Message(models.Model):
     purpose = models.CharField(max_length=32, blank=True, editable=False)
     reply_to = models.CharField(max_length=128, blank=True, help_text="wamid this message answers")
     status = models.CharField(max_length=20, choices=MessageStatus.choices, default=MessageStatus.DRAFT)
-    provider_message_id = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    # Unique by a constraint (in Meta), not unique=True, which on PostgreSQL adds a second index for
+    # LIKE searches nobody makes on a wamid. NULL until Meta gives one: a unique column holds many
+    # NULLs, but only one "".
+    provider_message_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     error_code = models.CharField(max_length=32, blank=True)
     error_title = models.CharField(max_length=255, blank=True)
     error_details = models.TextField(blank=True)
@@ -274,6 +279,8 @@ class Message(models.Model):
     in_reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
     )
+    # Keeps its own index although two partial ones lead with it: counting a campaign's messages by
+    # status (its live page) takes 20 ms with it, 35 ms without (100,000 messages).
     campaign = models.ForeignKey(
         "Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="messages", editable=False
     )
@@ -311,12 +318,15 @@ class Message(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["provider_message_id"], name="message_provider_message_id_unique"
+            ),
             # A campaign reaches each person once, whatever happens to its dispatch (retries, resumes).
             models.UniqueConstraint(
                 fields=["campaign", "contact"],
                 condition=models.Q(campaign__isnull=False),
                 name="one_message_per_campaign_contact",
-            )
+            ),
         ]
         permissions = [
             ("approve_message", "Can approve or reject messages written by others"),
