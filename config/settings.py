@@ -134,6 +134,8 @@ CELERY_BEAT_SCHEDULE = {
     "templates-sync": {"task": "templates_app.tasks.sync_templates", "schedule": 15 * 60},
     # Enqueue due messages (deferred, retried, orphaned) and settle sends abandoned by dead workers.
     "messages-dispatch-due": {"task": "messaging.tasks.dispatch_due_messages", "schedule": 30},
+    # The admin dashboard's figures per day (messaging.dashboard): today's and yesterday's every minute.
+    "dashboard-refresh": {"task": "messaging.tasks.refresh_dashboard", "schedule": 60},
     # Tell compliance officers each morning what is overdue or due soon (legal deadlines): 14:00 UTC is
     # early morning in California and mid-morning on the East Coast.
     "privacy-deadline-reminders": {

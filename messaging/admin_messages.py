@@ -26,6 +26,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from messaging.admin_paging import BigTableAdmin
+from messaging.dashboard import dashboard_period, dashboard_period_days, dashboard_snapshot
 from messaging.forms_compose import (
     MessageComposeForm,
     RejectForm,
@@ -380,6 +381,7 @@ class MessageAdmin(BigTableAdmin, admin.ModelAdmin):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         # Before the default URLs, whose "<path:object_id>/" would take these.
         return [
+            path("dashboard/refresh/", view(self.dashboard_refresh_view), name=f"{prefix}_dashboard_refresh"),
             path("<path:object_id>/approve/", view(self.approve_view), name=f"{prefix}_approve"),
             path("<path:object_id>/reject/", view(self.reject_view), name=f"{prefix}_reject"),
             path("<path:object_id>/cancel/", view(self.cancel_view), name=f"{prefix}_cancel"),
@@ -398,6 +400,18 @@ class MessageAdmin(BigTableAdmin, admin.ModelAdmin):
         return message
 
     @method_decorator(require_POST)
+    @method_decorator(require_POST)
+    def dashboard_refresh_view(self, request):
+        """The admin index's "Refresh now": the dashboard's stored days of the period shown, computed again."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        period = dashboard_period(days=dashboard_period_days(request.POST.get("period")))
+        dashboard_snapshot(period=period, refresh=True)
+        self.message_user(
+            request, f"Dashboard figures of the last {period.days} days computed again.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(f"{reverse(f'{self.admin_site.name}:index')}?period={period.days}")
+
     def approve_view(self, request, object_id):
         message = self._message_or_404(request, object_id)
         if not self.has_approve_permission(request):

@@ -712,3 +712,29 @@ class CampaignEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DashboardDay(models.Model):
+    """The dashboard's figures for the outbound messages created on one calendar day (in `time_zone`):
+    how far they got, their failures by Meta's code and the billable ones by pricing category. The admin
+    index reads these rows instead of scanning every message of the period; messaging.dashboard
+    computes them again while the day's messages may still move (see dashboard_snapshot)."""
+
+    day = models.DateField()
+    time_zone = models.CharField(max_length=64)
+    queued = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    read = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    failures = models.JSONField(default=list)  # [[error code, title, count], ...]
+    billable = models.JSONField(default=dict)  # {pricing category: count}
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["time_zone", "day"], name="one_dashboard_day_per_zone")
+        ]
+
+    def __str__(self) -> str:
+        return f"dashboard {self.day} ({self.time_zone}) as of {self.computed_at:%H:%M:%S}"

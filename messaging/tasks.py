@@ -145,3 +145,13 @@ def drain_webhook_events() -> int:
     if done >= DRAIN_BATCH and not drain_webhook_events.app.conf.task_always_eager:
         webhook_drain_ensure_queued()  # a backlog: continue in a fresh task
     return done
+
+
+@shared_task(name="messaging.tasks.refresh_dashboard", ignore_result=True)
+def refresh_dashboard() -> int:
+    """Periodic: compute the admin dashboard's stored days again while their messages may still move
+    (today and yesterday every minute, older days hourly), so that the index page reads them instead of
+    scanning the period's messages. Returns the number of days computed."""
+    from messaging.dashboard import dashboard_refresh_due
+
+    return dashboard_refresh_due()

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -25,13 +26,20 @@ from compliance.services import (
 )
 from messaging import roles
 from messaging.dashboard import (
+    KEPT_DAYS,
+    OLDER_REFRESH_EVERY,
+    PAGE_GRACE,
+    RECENT_DAYS,
+    RECENT_REFRESH_EVERY,
     cost_by_category,
     dashboard_period,
+    dashboard_snapshot,
     delivery_funnel,
     failures_by_code,
 )
-from messaging.models import Message, MessageStatus
+from messaging.models import DashboardDay, Message, MessageStatus
 from messaging.services import sender_get_default
+from messaging.tasks import refresh_dashboard
 from tests.factories import ContactFactory, StaffUserFactory, UserFactory
 from tests.staff import logged_in, user_in
 
@@ -399,6 +407,8 @@ def test_with_no_data_every_section_says_so():
 
 
 def test_the_index_runs_the_same_small_number_of_queries_for_7_and_90_days(contact):
+    """The first view computes the period's days (three GROUP BY queries over that range of messages);
+    every view after it reads one stored row per day and never touches the messages."""
     yesterdays_traffic(contact)
     messages(contact, BEFORE_7_DAYS, 3, status=MessageStatus.FAILED, error_code="131000", billable=True)
     file(NOW - timedelta(days=50))
@@ -407,9 +417,106 @@ def test_the_index_runs_the_same_small_number_of_queries_for_7_and_90_days(conta
     for days in (7, 90):
         with CaptureQueriesContext(connection) as queries:
             assert client.get(INDEX_URL, {"period": days}).status_code == 200
+        message_queries = [q["sql"] for q in queries.captured_queries if "messaging_message" in q["sql"]]
+        # Funnel, failures and cost: each one query, each bounded to the days' created_at range.
+        assert len(message_queries) == 3
+        assert all("created_at" in sql for sql in message_queries)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(INDEX_URL, {"period": days}).status_code == 200
         counts[days] = len(queries)
-        dashboard_queries = [q["sql"] for q in queries.captured_queries if "messaging_message" in q["sql"]]
-        # Funnel, failures and cost: each one query, each bounded to the period's created_at range.
-        assert len(dashboard_queries) == 3
-        assert all("created_at" in sql for sql in dashboard_queries)
-    assert counts[7] == counts[90] <= 12
+        assert not [q for q in queries.captured_queries if "messaging_message" in q["sql"]]
+        assert len([q for q in queries.captured_queries if "messaging_dashboardday" in q["sql"]]) == 1
+    assert counts[7] == counts[90] <= 10
+
+
+# --- Stored days -------------------------------------------------------------------------------------------
+
+
+def funnel_cells(html: str, day) -> list[str]:
+    return table_row(html, "dash-funnel", f"{day:%Y-%m-%d}")
+
+
+def test_stored_days_give_the_same_figures_as_the_live_queries(contact, settings):
+    settings.WHATSAPP_PRICE_PER_MESSAGE = {"marketing": "0.025"}
+    yesterdays_traffic(contact)
+    messages(contact, TODAY, 2, status=MessageStatus.FAILED, error_code="131049", error_title="Held back")
+    messages(contact, BEFORE_7_DAYS + timedelta(hours=2), 4, billable=True, pricing_category="marketing")
+    messages(contact, TODAY, 1, billable=True, pricing_category="utility")
+    period = dashboard_period(days=30)
+
+    snapshot = dashboard_snapshot(period=period)
+
+    assert snapshot.funnel == delivery_funnel(period=period)
+    assert snapshot.failures == failures_by_code(period=period)
+    assert snapshot.cost == cost_by_category(period=period)
+    assert snapshot.cost.estimate == Decimal("0.100")
+    assert DashboardDay.objects.filter(time_zone=period.time_zone_name).count() == 30
+
+
+def test_the_index_shows_stored_figures_says_as_of_when_and_computes_today_again_once_stale(contact):
+    """Figures are as of the last computation, which the page says; once today's are older than the
+    periodic refresh would leave them (it is not running), the page computes them itself."""
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    yesterdays_traffic(contact)
+    html = index(root, period=7)
+    assert funnel_cells(html, TODAY.date())[1] == "0"
+    assert "Message figures as of <time" in html and "12:00:00" in html
+
+    later = NOW + timedelta(seconds=30)
+    with time_machine.travel(later, tick=False):
+        messages(contact, later, 2, status=MessageStatus.SENT, sent_at=later)
+        assert funnel_cells(index(root, period=7), TODAY.date())[1] == "0"  # the stored figures
+    with time_machine.travel(NOW + PAGE_GRACE * RECENT_REFRESH_EVERY, tick=False):
+        html = index(root, period=7)
+    assert funnel_cells(html, TODAY.date())[1:3] == ["2", "2"]
+    assert "12:03:00" in html
+
+
+def test_refresh_now_computes_the_period_again_for_those_who_may_see_messages(contact):
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    index(root, period=7)
+    messages(contact, YESTERDAY, 3, status=MessageStatus.QUEUED)
+    assert funnel_cells(index(root, period=7), YESTERDAY.date())[1] == "0"
+
+    url = reverse("admin:messaging_message_dashboard_refresh")
+    officer = user_in(roles.COMPLIANCE_OFFICER, username="officer")  # sees consent, not messages
+    assert logged_in(officer).post(url, {"period": "7"}).status_code == 403
+    assert logged_in(root).get(url).status_code == 405
+    forged = Client(enforce_csrf_checks=True)
+    forged.force_login(root)
+    assert forged.post(url, {"period": "7"}).status_code == 403  # the admin's CSRF check holds
+    response = logged_in(root).post(url, {"period": "7"})
+    assert response.status_code == 302 and response["Location"] == f"{INDEX_URL}?period=7"
+    assert funnel_cells(index(root, period=7), YESTERDAY.date())[1] == "3"
+
+
+def test_the_periodic_refresh_computes_today_and_yesterday_every_minute_and_older_days_hourly(contact):
+    assert refresh_dashboard() == KEPT_DAYS  # nothing stored yet: every day the dashboard can show
+    assert refresh_dashboard() == 0  # all fresh
+    five_days_ago = NOW - timedelta(days=5)
+    messages(contact, five_days_ago, 2, status=MessageStatus.SENT, sent_at=five_days_ago)
+    messages(contact, TODAY, 1, status=MessageStatus.SENT, sent_at=TODAY)
+
+    def queued(day) -> int:
+        return DashboardDay.objects.get(day=day, time_zone="UTC").queued
+
+    with time_machine.travel(NOW + RECENT_REFRESH_EVERY, tick=False):
+        assert refresh_dashboard() == RECENT_DAYS
+    assert (queued(TODAY.date()), queued(five_days_ago.date())) == (1, 0)
+    with time_machine.travel(NOW + OLDER_REFRESH_EVERY, tick=False):
+        assert refresh_dashboard() == KEPT_DAYS
+    assert queued(five_days_ago.date()) == 2
+
+
+@pytest.mark.parametrize("zone", ["America/Los_Angeles"])
+def test_days_stored_for_another_time_zone_are_not_used(contact, settings, zone):
+    """Days are calendar days of the site's time zone: after TIME_ZONE changes, the same message may
+    belong to another day, so the days are computed for the new zone."""
+    messages(contact, datetime(2026, 3, 10, 3, 0, tzinfo=UTC), status=MessageStatus.SENT)  # 9 March in LA
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    assert funnel_cells(index(root, period=7), date(2026, 3, 10))[1] == "1"
+    settings.TIME_ZONE = zone
+    html = index(root, period=7)
+    assert funnel_cells(html, date(2026, 3, 9))[1] == "1"
+    assert funnel_cells(html, date(2026, 3, 10))[1] == "0"
+    assert DashboardDay.objects.filter(time_zone=zone).exists()

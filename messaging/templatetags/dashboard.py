@@ -16,12 +16,13 @@ from compliance.deadlines import Urgency
 from messaging.dashboard import (
     FUNNEL_STAGES,
     PERIOD_CHOICES,
+    Cost,
+    Failures,
+    Funnel,
     Period,
-    cost_by_category,
     dashboard_period,
     dashboard_period_days,
-    delivery_funnel,
-    failures_by_code,
+    dashboard_snapshot,
 )
 
 register = template.Library()
@@ -116,8 +117,7 @@ def _share(value: int, of: int) -> float:
     return round(100 * value / of, 1) if of else 0.0
 
 
-def _funnel_section(period: Period) -> dict:
-    funnel = delivery_funnel(period=period)
+def _funnel_section(funnel: Funnel) -> dict:
     series = [
         ("queued", "Queued", "queued"),
         ("sent", "Sent", "sent"),
@@ -141,8 +141,7 @@ def _funnel_section(period: Period) -> dict:
     return {"funnel": funnel, "chart": chart, "failed_chart": failed_chart, "stages": stages}
 
 
-def _failures_section(period: Period) -> dict:
-    failures = failures_by_code(period=period)
+def _failures_section(failures: Failures) -> dict:
     largest = max([c.count for c in failures.codes] + [failures.other_count], default=0)
     rows = [
         {"code": c.code, "title": c.title, "count": c.count, "share": _share(c.count, largest)}
@@ -155,8 +154,7 @@ def _failures_section(period: Period) -> dict:
     }
 
 
-def _cost_section(period: Period) -> dict:
-    cost = cost_by_category(period=period)
+def _cost_section(cost: Cost) -> dict:
     largest = max((c.count for c in cost.categories), default=0)
     rows = [{"cost": c, "share": _share(c.count, largest)} for c in cost.categories]
     return {"cost": cost, "rows": rows}
@@ -201,13 +199,16 @@ def admin_dashboard(context) -> dict:
     if not (can_messages or can_consent or can_privacy):
         return {"show": False}
     period = dashboard_period(days=dashboard_period_days(request.GET.get("period")))
+    snapshot = dashboard_snapshot(period=period) if can_messages else None
     return {
         "show": True,
         "period": period,
         "period_choices": PERIOD_CHOICES,
-        "delivery": _funnel_section(period) if can_messages else None,
-        "failures": _failures_section(period) if can_messages else None,
-        "cost": _cost_section(period) if can_messages else None,
+        "snapshot": snapshot,
+        "csrf_token": context.get("csrf_token"),
+        "delivery": _funnel_section(snapshot.funnel) if snapshot else None,
+        "failures": _failures_section(snapshot.failures) if snapshot else None,
+        "cost": _cost_section(snapshot.cost) if snapshot else None,
         "consent": _consent_section(period) if can_consent else None,
         "privacy": _privacy_section() if can_privacy else None,
     }

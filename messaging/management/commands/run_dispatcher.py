@@ -1,13 +1,14 @@
 """The embedded stand-in for Celery beat (`make run` starts it beside the web server): every few
 seconds it sends what is due — messages deferred by quiet hours, retries after backoff, messages of
-a sender back from a pause — and settles sends abandoned mid-way. Production runs `make beat`."""
+a sender back from a pause — settles sends abandoned mid-way, and keeps the admin dashboard's figures
+fresh (a no-op until a day is due). Production runs `make beat`."""
 
 import time
 
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from messaging.tasks import dispatch_due_messages
+from messaging.tasks import dispatch_due_messages, refresh_dashboard
 
 
 class Command(BaseCommand):
@@ -20,6 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, interval: float, once: bool, **options):
         while True:
             dispatched = dispatch_due_messages()
+            refresh_dashboard()
             if dispatched or once:
                 self.stdout.write(f"dispatched {dispatched} due message(s)")
             if once:
