@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, models, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from compliance.gate import MessageFacts, Verdict, gate_check_many
@@ -118,31 +118,50 @@ def _move(
 
 def message_facts(message: Message, at: datetime) -> MessageFacts:
     """What the gate needs to know about a message, from messaging's own data."""
-    cap_days = settings.CONSENT_FREQUENCY_CAP_DAYS
-    recent_marketing = 0
-    if message.template_category.upper() == "MARKETING":
-        recent_marketing = (
+    return messages_facts([message], at)[0]
+
+
+def messages_facts(messages: Sequence[Message], at: datetime) -> list[MessageFacts]:
+    """message_facts for a batch: the marketing messages each person got lately (the frequency cap)
+    counted in one query for all of them, not one per message."""
+    marketing = [m for m in messages if m.template_category.upper() == "MARKETING"]
+    recent_marketing: dict[int, int] = {}
+    since = at - timedelta(days=settings.CONSENT_FREQUENCY_CAP_DAYS)
+    if marketing:
+        rows = (
             Message.objects.filter(
-                contact_id=message.contact_id,
+                contact_id__in={m.contact_id for m in marketing},
                 direction=Message.Direction.OUTBOUND,
                 template_category__iexact="MARKETING",
-                sent_at__gte=at - timedelta(days=cap_days),
+                sent_at__gte=since,
             )
-            .exclude(pk=message.pk)
-            .count()
+            .values("contact_id")
+            .annotate(n=Count("pk"))
+            .order_by()
         )
-    return MessageFacts(
-        contact_id=message.contact_id,
-        phone_number=message.contact.phone_number,
-        at=at,
-        kind="template" if message.kind == Message.Kind.TEMPLATE else "free_form",
-        template_category=message.template_category,
-        template_status=message.template.status if message.template_id else "",
-        timezone=message.contact.timezone,
-        last_inbound_at=message.contact.last_inbound_at,
-        marketing_sent_recently=recent_marketing,
-        purpose=message.purpose,
-    )
+        recent_marketing = {row["contact_id"]: row["n"] for row in rows}
+    facts = []
+    for message in messages:
+        recent = 0
+        if message.template_category.upper() == "MARKETING":
+            recent = recent_marketing.get(message.contact_id, 0)
+            if message.sent_at is not None and message.sent_at >= since:
+                recent -= 1  # counted above: the message itself is not one of "the others"
+        facts.append(
+            MessageFacts(
+                contact_id=message.contact_id,
+                phone_number=message.contact.phone_number,
+                at=at,
+                kind="template" if message.kind == Message.Kind.TEMPLATE else "free_form",
+                template_category=message.template_category,
+                template_status=message.template.status if message.template_id else "",
+                timezone=message.contact.timezone,
+                last_inbound_at=message.contact.last_inbound_at,
+                marketing_sent_recently=recent,
+                purpose=message.purpose,
+            )
+        )
+    return facts
 
 
 # --- Circuit breaker per sender ------------------------------------------------------------------
@@ -516,7 +535,7 @@ def rows_insert(model: type[models.Model], objects: list[models.Model]) -> None:
 
 def _status_event(message: Message, status: str, *, source: str, detail: str = "") -> MessageStatusEvent:
     return MessageStatusEvent(
-        message=message, status=status, source=source, detail=detail, occurred_at=timezone.now()
+        message_id=message.pk, status=status, source=source, detail=detail, occurred_at=timezone.now()
     )
 
 
@@ -538,7 +557,7 @@ def _clear_to_send(
         else:
             active.append(message)
 
-    decisions = gate_check_many([message_facts(m, now) for m in active])
+    decisions = gate_check_many(messages_facts(active, now))
     allowed = []
     for message, decision in zip(active, decisions, strict=True):
         if decision.verdict is Verdict.DENY:
@@ -769,7 +788,7 @@ def _provider_call(attempt: _Attempt) -> ProviderCall:
         http_status = getattr(error, "http_status", None)
         response, text = (error.raw if isinstance(error, WhatsAppApiError) else ""), str(error)
     return ProviderCall(
-        message=attempt.message,
+        message_id=attempt.message.pk,
         backend=backend.name,
         method="POST",
         url=backend.message_endpoint(attempt.ready.sender_ref),

@@ -2,12 +2,14 @@
 answer, and never send twice."""
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.services import Evidence, consent_opt_out_everywhere, consent_record, consent_text_create
@@ -17,6 +19,7 @@ from messaging.sending import SendOutcome, message_send, messages_due, messages_
 from messaging.services import sender_get_default
 from messaging.whatsapp import WhatsAppApiError, WhatsAppTransportError
 from messaging.whatsapp.memory import MemoryBackend
+from templates_app.models import MessageTemplate, TemplateStatus
 from tests.factories import ContactFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -329,3 +332,63 @@ def test_a_batch_beyond_its_senders_limit_sends_at_the_rate_and_queues_the_rest(
         assert (message.status, message.attempts) == (MessageStatus.QUEUED, 0)
         assert message.next_attempt_at > timezone.now()
         assert message.status_events.last().detail == "rate limit: waiting for a send slot"
+
+
+def test_the_marketing_frequency_cap_is_checked_at_send_time_with_one_query_per_batch(settings):
+    """Each person's marketing messages of the last days are counted again right before sending (one
+    sent meanwhile, by another campaign, counts), for the whole batch in one query, not one per message."""
+    settings.CONSENT_MARKETING_FREQUENCY_CAP = 2
+    noon_in_new_york = datetime(2025, 6, 10, 16, 0, tzinfo=UTC)
+    consent_text_create(version="v1", business_name="Acme", body="Acme offers. Reply STOP to stop.")
+    template = MessageTemplate.objects.create(
+        waba_id="900800700600500",
+        name="summer_sale",
+        language="en_US",
+        category="MARKETING",
+        status=TemplateStatus.APPROVED,
+        components=[{"type": "BODY", "text": "20% off everything"}],
+    )
+    sender = sender_get_default()
+    with time_machine.travel(noon_in_new_york, tick=False):
+        capped, once, never = (ContactFactory(timezone="America/New_York") for _ in range(3))
+        for person in (capped, once, never):
+            consent_record(
+                contact_id=person.pk,
+                phone_number=person.phone_number,
+                purpose="marketing",
+                action="opt_in",
+                source="web_form",
+                evidence=Evidence(
+                    ip_address="203.0.113.7", user_agent="Mozilla/5.0", page_url="https://x.example/"
+                ),
+                text_version="v1",
+                occurred_at=noon_in_new_york - timedelta(days=30),
+            )
+
+        def marketing(person, **fields) -> Message:
+            return Message.objects.create(
+                contact=person,
+                sender=sender,
+                kind="template",
+                template=template,
+                template_category="MARKETING",
+                content={"name": "summer_sale", "language": {"code": "en_US"}},
+                **fields,
+            )
+
+        yesterday = noon_in_new_york - timedelta(days=1)
+        for person, already in ((capped, 2), (once, 1)):
+            for _ in range(already):
+                marketing(person, status=MessageStatus.SENT, sent_at=yesterday)
+        batch = [marketing(person, status=MessageStatus.QUEUED) for person in (capped, once, never)]
+
+        with CaptureQueriesContext(connection) as queries:
+            outcomes = messages_send([m.pk for m in batch])
+
+    assert [outcomes[m.pk].status for m in batch] == ["blocked", "sent", "sent"]
+    batch[0].refresh_from_db()
+    assert batch[0].error_code == "frequency_cap"
+    counts = [
+        q["sql"] for q in queries.captured_queries if "COUNT" in q["sql"] and "template_category" in q["sql"]
+    ]
+    assert len(counts) == 1
