@@ -34,7 +34,8 @@ breaker use REDIS_URL (default redis://127.0.0.1:6379/0) under a key prefix of t
 broker and results a database of their own on that server (BENCH_DISPATCH_REDIS_DB, 14), cleaned
 afterwards. Skipped with a printed reason when PostgreSQL or Redis is unreachable. The double runs
 in a process of its own at a higher priority (it stands in for Meta's servers, which do not share
-this machine's CPUs). Knobs for experiments: BENCH_DISPATCH_THREADS (32), BENCH_DISPATCH_ENQUEUE
+this machine's CPUs). Knobs for experiments: BENCH_DISPATCH_WORKERS (2: worker processes, and bare client
+processes), BENCH_DISPATCH_THREADS (32), BENCH_DISPATCH_ENQUEUE
 (batch | single), BENCH_DISPATCH_TASK_THREADS (4: task threads per worker in batch mode),
 BENCH_DISPATCH_POOL (threads | prefork).
 
@@ -65,7 +66,7 @@ NAME = "dispatch"
 UNIT = "msg/s"
 TOKEN = "bench-dispatch-token"  # noqa: S105 - talks to the local double only
 PHONE_NUMBER_ID = "106540352242933"
-WORKERS = 2
+WORKERS = int(os.environ.get("BENCH_DISPATCH_WORKERS", "2"))  # worker processes / bare client processes
 SENDERS = int(os.environ.get("BENCH_DISPATCH_SENDERS", "2"))
 POOL = os.environ.get("BENCH_DISPATCH_POOL", "threads")  # or prefork (one process per concurrent task)
 THREADS = int(os.environ.get("BENCH_DISPATCH_THREADS", "32"))  # requests in flight per worker / bare process
