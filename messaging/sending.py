@@ -434,6 +434,33 @@ def messages_claim(message_ids: Sequence[int], *, now: datetime | None = None) -
     return [pk for pk in dict.fromkeys(message_ids) if pk in won]
 
 
+#: What sending reads of a message and its contact, sender and template: loading only these keeps a
+#: batch's read lean (a message row holds its preview, errors, pricing, timestamps... a template its
+#: components). Anything else is loaded on first use, one query per message: keep this list complete.
+_SEND_FIELDS = (
+    "status",
+    "attempts",
+    "kind",
+    "content",
+    "reply_to",
+    "purpose",
+    "template_category",
+    "sent_at",
+    "provider_message_id",
+    "campaign_id",
+    "contact__phone_number",
+    "contact__timezone",
+    "contact__last_inbound_at",
+    "sender__phone_number_id",
+    "sender__display_phone_number",
+    "sender__waba_id",
+    "sender__messages_per_second",
+    "sender__paused_at",
+    "sender__pause_reason",
+    "sender__is_active",
+    "template__status",
+)
+
 _CLAIM_FIELDS = ("id", "status", "claimed_at", "attempts", "direction", "next_attempt_at", "campaign")
 
 
@@ -470,7 +497,11 @@ def messages_send(
     claimed = messages_claim(message_ids)
     if not claimed:
         return outcomes
-    messages = Message.objects.select_related("contact", "sender", "template").in_bulk(claimed)
+    messages = (
+        Message.objects.select_related("contact", "sender", "template")
+        .only(*_SEND_FIELDS)
+        .in_bulk(claimed)
+    )
     messages = [messages[pk] for pk in claimed]
     rows_insert(
         MessageStatusEvent,

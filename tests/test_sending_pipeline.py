@@ -392,3 +392,62 @@ def test_the_marketing_frequency_cap_is_checked_at_send_time_with_one_query_per_
         q["sql"] for q in queries.captured_queries if "COUNT" in q["sql"] and "template_category" in q["sql"]
     ]
     assert len(counts) == 1
+
+
+@pytest.mark.parametrize("kind", ["text", "template"])
+def test_a_batch_costs_the_same_queries_whatever_its_size(kind):
+    """A batch reads its messages once, with only the fields sending needs: a field it forgot would be
+    loaded one query per message, and a batch of 8 would cost more queries than a batch of 2."""
+    sender = sender_get_default()
+    template = MessageTemplate.objects.create(
+        waba_id="900800700600500",
+        name="shipped",
+        language="en_US",
+        category="UTILITY",
+        status=TemplateStatus.APPROVED,
+        components=[{"type": "BODY", "text": "Your order shipped."}],
+    )
+    if kind == "template":
+        consent_text_create(version="v1", business_name="Acme", body="Acme updates. Reply STOP to stop.")
+
+    def batch(size: int) -> list[int]:
+        ids = []
+        for _ in range(size):
+            person = ContactFactory(last_inbound_at=timezone.now() - timedelta(hours=1))
+            if kind == "template":
+                consent_record(
+                    contact_id=person.pk,
+                    phone_number=person.phone_number,
+                    purpose="utility",
+                    action="opt_in",
+                    source="web_form",
+                    evidence=Evidence(
+                        ip_address="203.0.113.7", user_agent="Mozilla/5.0", page_url="https://x.example/"
+                    ),
+                    text_version="v1",
+                )
+            fields = (
+                {
+                    "kind": "template",
+                    "template": template,
+                    "template_category": "UTILITY",
+                    "content": {"name": "shipped"},
+                }
+                if kind == "template"
+                else {"kind": "text", "content": {"body": "Your order shipped."}}
+            )
+            ids.append(
+                Message.objects.create(
+                    contact=person, sender=sender, status=MessageStatus.QUEUED, **fields
+                ).pk
+            )
+        return ids
+
+    counts = []
+    for size in (2, 8):
+        ids = batch(size)
+        with CaptureQueriesContext(connection) as queries:
+            outcomes = messages_send(ids)
+        assert {o.status for o in outcomes.values()} == {"sent"}
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
