@@ -41,6 +41,10 @@ def test_only_one_sender_can_be_the_default():
         ("wa_id=15550123456 replied", "5550123"),
         ("Authorization: Bearer EAAGm0PX4ZCpsBA secret", "EAAGm0PX4ZCpsBA"),
         ("GET /v23.0/me?access_token=EAAB123&x=1", "EAAB123"),
+        ("AUTHORIZATION: BEARER EAAGm0PX4ZCpsBA", "EAAGm0PX4ZCpsBA"),  # any case
+        ("GET /me?ACCESS_TOKEN=EAAB123", "EAAB123"),
+        ("db password=hunter2hunter2 secret=s3cr3t", "hunter2"),
+        ('{"secret=": 1, "next": "?Token=EAAC456"}', "EAAC456"),
     ],
 )
 def test_logs_never_carry_phone_numbers_or_tokens(line, leaked):
