@@ -498,9 +498,7 @@ def messages_send(
     if not claimed:
         return outcomes
     messages = (
-        Message.objects.select_related("contact", "sender", "template")
-        .only(*_SEND_FIELDS)
-        .in_bulk(claimed)
+        Message.objects.select_related("contact", "sender", "template").only(*_SEND_FIELDS).in_bulk(claimed)
     )
     messages = [messages[pk] for pk in claimed]
     rows_insert(
@@ -835,26 +833,47 @@ def _provider_call(attempt: _Attempt) -> ProviderCall:
 
 def _mark_sent(accepted: list[_Attempt]) -> int:
     """Move accepted messages that are still `sending` (the claim's: another actor may have moved one
-    since) to `sent` with Meta's id; one parameterized UPDATE run for all of them (psycopg sends them
-    in one pipeline), so a batch costs one round trip and next to no Python. Returns the rows moved."""
+    since) to `sent` with Meta's id, in one statement for the batch. Returns the rows moved."""
     column = {name: connection.ops.quote_name(Message._meta.get_field(name).column) for name in _SENT_FIELDS}
     table = connection.ops.quote_name(Message._meta.db_table)
-    sql = (
-        f"UPDATE {table} SET {column['status']} = %s, {column['provider_message_id']} = %s, "  # noqa: S608
-        f"{column['sent_at']} = %s, {column['error_code']} = '', {column['error_title']} = '', "
-        f"{column['error_details']} = '' WHERE {column['id']} = %s AND {column['status']} = %s"
+    assignments = (
+        f"{column['status']} = %s, {column['provider_message_id']} = {{wamid}}, {column['sent_at']} = {{at}}, "
+        f"{column['error_code']} = '', {column['error_title']} = '', {column['error_details']} = ''"
     )
-    rows = [
-        (
-            MessageStatus.SENT,
-            a.result.provider_message_id,
-            connection.ops.adapt_datetimefield_value(a.answered_at),
-            a.message.pk,
-            MessageStatus.SENDING,
-        )
-        for a in accepted
-    ]
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One UPDATE joined to the batch's values as arrays: the server plans it once, where 32
+            # single-row UPDATEs (even pipelined) cost 32 binds and executions on both sides.
+            sql = (
+                f"UPDATE {table} SET {assignments.format(wamid='v.wamid', at='v.at')} "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS v(id, wamid, at) "
+                f"WHERE {table}.{column['id']} = v.id AND {table}.{column['status']} = %s"
+            )
+            cursor.execute(
+                sql,
+                [
+                    MessageStatus.SENT,
+                    [a.message.pk for a in accepted],
+                    [a.result.provider_message_id for a in accepted],
+                    [a.answered_at for a in accepted],
+                    MessageStatus.SENDING,
+                ],
+            )
+            return cursor.rowcount
+        sql = (
+            f"UPDATE {table} SET {assignments.format(wamid='%s', at='%s')} "  # noqa: S608
+            f"WHERE {column['id']} = %s AND {column['status']} = %s"
+        )
+        rows = [
+            (
+                MessageStatus.SENT,
+                a.result.provider_message_id,
+                connection.ops.adapt_datetimefield_value(a.answered_at),
+                a.message.pk,
+                MessageStatus.SENDING,
+            )
+            for a in accepted
+        ]
         cursor.executemany(sql, rows)
         return cursor.rowcount
 

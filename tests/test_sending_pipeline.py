@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from compliance.services import Evidence, consent_opt_out_everywhere, consent_record, consent_text_create
+from messaging import sending
 from messaging.models import Message, MessageStatus, PendingStatus, ProviderCall, Sender
 from messaging.outbound import MessageRefused, message_approve, message_compose, message_reject
 from messaging.sending import SendOutcome, message_send, messages_due, messages_send, messages_unstick
@@ -451,3 +452,34 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(kind):
         assert {o.status for o in outcomes.values()} == {"sent"}
         counts.append(len(queries))
     assert counts[0] == counts[1]
+
+
+def test_an_answer_that_comes_after_the_sweeper_gave_up_still_records_the_send(monkeypatch):
+    """Meta accepted a message whose answer was so slow that the sweeper moved it to `unconfirmed`
+    meanwhile: Meta's id settles it (sent, the log says so); the rest of the batch is recorded as usual."""
+    sender = sender_get_default()
+    people = [ContactFactory(last_inbound_at=timezone.now() - timedelta(hours=1)) for _ in range(3)]
+    batch = [
+        Message.objects.create(
+            contact=person, sender=sender, kind="text", content={"body": "hi"}, status=MessageStatus.QUEUED
+        )
+        for person in people
+    ]
+    slow = batch[1]
+    real_send_all = sending._send_all
+
+    def send_all_while_the_sweeper_runs(cleared):
+        attempts = real_send_all(cleared)
+        Message.objects.filter(pk=slow.pk).update(status=MessageStatus.UNCONFIRMED)
+        return attempts
+
+    monkeypatch.setattr(sending, "_send_all", send_all_while_the_sweeper_runs)
+
+    outcomes = messages_send([m.pk for m in batch])
+
+    assert {o.status for o in outcomes.values()} == {"sent"}
+    for message in batch:
+        message.refresh_from_db()
+        assert message.status == MessageStatus.SENT and message.provider_message_id.startswith("wamid.")
+    assert "after a slow answer" in slow.status_events.last().detail
+    assert batch[0].status_events.last().detail.startswith("accepted by Meta")
