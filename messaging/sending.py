@@ -494,20 +494,23 @@ def messages_send(
     """Send the due messages among `message_ids` that nobody else is sending; every id gets its
     outcome ("not_claimed" for those another caller has, or that are not due)."""
     outcomes = {pk: SendOutcome("not_claimed") for pk in message_ids}
-    claimed = messages_claim(message_ids)
-    if not claimed:
-        return outcomes
-    messages = (
-        Message.objects.select_related("contact", "sender", "template").only(*_SEND_FIELDS).in_bulk(claimed)
-    )
-    messages = [messages[pk] for pk in claimed]
-    rows_insert(
-        MessageStatusEvent,
-        [
-            _status_event(m, MessageStatus.SENDING, source="worker", detail=f"attempt {m.attempts}")
-            for m in messages
-        ],
-    )
+    with transaction.atomic():  # the claim and its delivery log entries: one commit
+        claimed = messages_claim(message_ids)
+        if not claimed:
+            return outcomes
+        by_id = (
+            Message.objects.select_related("contact", "sender", "template")
+            .only(*_SEND_FIELDS)
+            .in_bulk(claimed)
+        )
+        messages = [by_id[pk] for pk in claimed]
+        rows_insert(
+            MessageStatusEvent,
+            [
+                _status_event(m, MessageStatus.SENDING, source="worker", detail=f"attempt {m.attempts}")
+                for m in messages
+            ],
+        )
     try:
         cleared = _clear_to_send(messages, backend, outcomes)
     except Exception as exc:
