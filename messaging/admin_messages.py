@@ -400,7 +400,6 @@ class MessageAdmin(BigTableAdmin, admin.ModelAdmin):
         return message
 
     @method_decorator(require_POST)
-    @method_decorator(require_POST)
     def dashboard_refresh_view(self, request):
         """The admin index's "Refresh now": the dashboard's stored days of the period shown, computed again."""
         if not self.has_view_permission(request):
@@ -412,6 +411,7 @@ class MessageAdmin(BigTableAdmin, admin.ModelAdmin):
         )
         return HttpResponseRedirect(f"{reverse(f'{self.admin_site.name}:index')}?period={period.days}")
 
+    @method_decorator(require_POST)
     def approve_view(self, request, object_id):
         message = self._message_or_404(request, object_id)
         if not self.has_approve_permission(request):

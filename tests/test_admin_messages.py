@@ -452,6 +452,19 @@ def test_nobody_approves_their_own_message(sender, contact, django_capture_on_co
     assert MemoryBackend.outbox == []
 
 
+def test_approving_takes_a_post_a_link_approves_nothing(composer, approver, sender, contact):
+    # A GET carries no CSRF token: an approve link planted in a page an approver opens must not send.
+    message = pending_message(composer)
+    client = logged_in(approver)
+
+    response = client.get(reverse("admin:messaging_message_approve", args=[message.pk]))
+
+    assert response.status_code == 405
+    message.refresh_from_db()
+    assert message.status == MessageStatus.PENDING_APPROVAL
+    assert MemoryBackend.outbox == []
+
+
 def test_rejecting_asks_for_a_reason_the_author_then_reads(composer, approver, sender, contact):
     message = pending_message(composer)
     client = logged_in(approver)
