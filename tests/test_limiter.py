@@ -291,12 +291,12 @@ def test_processes_with_their_own_redis_connections_share_one_bucket():
     sent = [t for r in results for t in r["sent"]]
     assert len(sent) == processes * per_process
     assert most_in_one_second(sent) <= rate
-    # Every process got slots throughout (one bucket, shared), never faster than the rate's pace (how
-    # much slower depends on how busy the machine is: not asserted).
+    # One window for all three: separate ones would have let each send its 20 at once (60 in the
+    # first second). Never faster than the rate's pace; how much slower depends on how busy the
+    # machine is (not asserted). Which process gets which slot is not asserted either: in a sliding
+    # window, the first to ask may take its 20 before the others' first request arrives.
     span = max(sent) - min(sent)
     assert span >= paced_span(len(sent), rate) - 0.3
-    for r in results:
-        assert max(r["sent"]) - min(r["sent"]) > span / 2
 
 
 # --- Held slots (a batch's messages that wait for a free send thread) -------------------------------
