@@ -114,11 +114,13 @@ def test_threads_never_exceed_the_rate_in_any_second(bucket, machine, request):
 
     assert len(sent) == threads * per_thread
     assert most_in_one_second(sent) <= rate
-    # ... and the limiter is not stingy: the sends are paced at the rate, not much slower. On the busy
-    # machine a send woken up too late gives its slot up (a third of them here): up to twice as slow.
+    # ... and the limiter is not stingy: a full window's worth goes at once (an evenly spaced limiter
+    # would have sent 12 by then), the rest when the window has room. A send woken up too late gives
+    # its slot up for one in the next window (a third of them on the busy machine; now and then on a
+    # loaded test machine too): up to twice as slow, never more.
+    assert sum(t - started < 0.3 for t in sent) >= rate * 3 // 4
     expected = paced_span(len(sent), rate)
-    slack = 0.5 if machine == "idle" else expected + 0.5
-    assert expected - 0.05 <= max(sent) - started <= expected + slack
+    assert expected - 0.05 <= max(sent) - started <= 2 * expected + 0.5
 
 
 def test_below_the_limit_nothing_waits(bucket):
