@@ -1,5 +1,9 @@
 """The Graph API double itself answers like Meta: tests against it are only as good as it is."""
 
+import json
+import socket
+from urllib.parse import urlsplit
+
 import pytest
 import requests
 
@@ -225,3 +229,44 @@ def test_an_unknown_template_id_is_an_unsupported_post_request(double, http):
 
     assert response.status_code == 404
     assert response.json()["error"]["message"].startswith("Unsupported post request. Object with ID '1234'")
+
+
+def raw_exchange(double, request: bytes) -> bytes:
+    """Send `request` as bytes on a new connection and read until the double closes it."""
+    host, port = urlsplit(double.base_url).hostname, urlsplit(double.base_url).port
+    with socket.create_connection((host, port), timeout=2) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_headers_are_read_whatever_their_case_and_connection_close_is_honoured(double):
+    body = json.dumps(VALID_TEXT).encode()
+    answer = raw_exchange(
+        double,
+        b"POST /v23.0/106540352242922/messages HTTP/1.1\r\nhost: graph\r\n"
+        + f"authorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\n".encode()
+        + f"CONTENT-LENGTH: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body,
+    )
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b'"message_status": "accepted"' in answer
+    assert [m["payload"]["to"] for m in double.messages] == ["15550123456"]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status_line"),
+    [
+        (b"POST /v23.0/1/messages HTTP/2.0\r\n\r\n", b"HTTP/1.1 505 "),
+        (b"POST /v23.0/1/messages HTTP/1.1\r\nno colon here\r\n\r\n", b"HTTP/1.1 400 "),
+        (b"POST /v23.0/1/messages HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", b"HTTP/1.1 431 "),
+    ],
+)
+def test_a_malformed_request_gets_an_http_error_and_is_not_taken(double, request_bytes, status_line):
+    answer = raw_exchange(double, request_bytes)
+
+    assert answer.startswith(status_line)
+    assert double.messages == []
