@@ -163,6 +163,7 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
             "label": f"bare urllib3 client, {WORKERS} processes x {threads} threads",
             "value": bare,
             "seconds": f["bare"]["seconds"],
+            "cpu_ms_per_message": f["bare"]["cpu_ms_per_message"],
         },
         "measured": {
             "label": f"full pipeline, {WORKERS} Celery workers x {threads} requests in flight",
@@ -171,6 +172,7 @@ def _report(f: dict[str, Any]) -> dict[str, Any]:
             "double_side_rate": f["pipeline"]["double_rate"],
             "max_per_second": f["pipeline"]["max_per_second"],
             "request_ms": f["pipeline"]["request_ms"],
+            "cpu_ms_per_message": f["pipeline"]["cpu_ms_per_message"],
             "limit": f["high_limit"],
             "senders": f["senders"],
             "not_sent": f["pipeline"]["not_sent"],
@@ -372,9 +374,61 @@ def _seed(count: int, senders) -> list[int]:
 
 
 SETTLED = ("sent", "unconfirmed", "failed", "blocked")
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _dispatch(app, queue: str, ids: list[int], double, timeout: float) -> dict[str, Any]:
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used, from /proc; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _server_pids(command: str) -> list[int]:
+    """This machine's processes named `command` (PostgreSQL's backends, Redis), when /proc shows them."""
+    pids = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == command:
+                    pids.append(int(entry.name))
+    return pids
+
+
+class _CpuMeter:
+    """CPU seconds each part of the run used between start() and stop(): the workers, the Graph API
+    double, PostgreSQL (every backend on this machine) and Redis. Read from /proc, so zero where the
+    services run elsewhere. Per message, it says where the machine's CPU went in each phase."""
+
+    def __init__(self, *, workers: list[int], double: int) -> None:
+        self.groups = {"workers": lambda: workers, "double": lambda: [double]}
+        self.groups["postgresql"] = lambda: _server_pids("postgres")
+        self.groups["redis"] = lambda: _server_pids("redis-server")
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        return {name: {pid: _process_cpu(pid) for pid in pids()} for name, pids in self.groups.items()}
+
+    def start(self) -> "_CpuMeter":
+        self.started = self._read()
+        return self
+
+    def stop(self, messages: int, **more: float) -> dict[str, float]:
+        """Milliseconds of CPU per message, by part (`more`: CPU seconds measured elsewhere)."""
+        ended = self._read()
+        used = {
+            name: sum(cpu - self.started[name].get(pid, 0.0) for pid, cpu in pids.items())
+            for name, pids in ended.items()
+        }
+        used.update(more)
+        per_message = {name: round(1000 * seconds / max(1, messages), 3) for name, seconds in used.items()}
+        per_message["total"] = round(sum(per_message.values()), 3)
+        return per_message
+
+
+def _dispatch(app, queue: str, ids: list[int], double, timeout: float, cpu: "_CpuMeter") -> dict[str, Any]:
     """Enqueue one task per message; time until every one of them is settled (sent, or stopped in
     a final or unconfirmed state, which the figures then report with Meta's or the network's error)."""
     from django.db.models import Count, Max
@@ -384,6 +438,7 @@ def _dispatch(app, queue: str, ids: list[int], double, timeout: float) -> dict[s
 
     already = len(double.arrivals)
     low, high = min(ids), max(ids)  # bulk_create gives each batch consecutive ids
+    cpu.start()
     started = time.time()
     with app.producer_or_acquire() as producer:
         if ENQUEUE == "single":
@@ -401,6 +456,7 @@ def _dispatch(app, queue: str, ids: list[int], double, timeout: float) -> dict[s
     # finish is read from the timeline instead: when the last message's outcome was written.
     while messages.filter(status__in=SETTLED).count() < len(ids) and time.time() < deadline:
         time.sleep(0.25)
+    cpu_ms = cpu.stop(len(ids))
     last_written = MessageStatusEvent.objects.filter(
         message_id__gte=low, message_id__lte=high, status__in=SETTLED
     ).aggregate(last=Max("recorded_at"))["last"]
@@ -427,6 +483,7 @@ def _dispatch(app, queue: str, ids: list[int], double, timeout: float) -> dict[s
         if len(arrivals) > 1
         else None,
         "max_per_second": most_in_one_second(arrivals),
+        "cpu_ms_per_message": cpu_ms,
         # How long the worker waited for Meta's answer (50 ms of latency, the rest is this machine).
         "request_ms": {
             "p50": elapsed[len(elapsed) // 2] if elapsed else None,
@@ -436,7 +493,7 @@ def _dispatch(app, queue: str, ids: list[int], double, timeout: float) -> dict[s
 
 
 BARE_CHILD = """
-import json, sys, time
+import json, resource, sys, time
 from concurrent.futures import ThreadPoolExecutor
 import urllib3
 
@@ -459,14 +516,16 @@ def post(body):
 time.sleep(max(0.0, start_at - time.time()))
 with ThreadPoolExecutor(max_workers=threads) as pool_threads:
     ids = list(pool_threads.map(post, bodies))
-print(json.dumps({"end": time.time(), "sent": len(ids)}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"end": time.time(), "sent": len(ids), "cpu": usage.ru_utime + usage.ru_stime}))
 """
 
 
-def _bare(double, bodies: list[dict]) -> dict[str, Any]:
+def _bare(double, bodies: list[dict], cpu: "_CpuMeter") -> dict[str, Any]:
     """The same bodies, posted by WORKERS processes of THREADS threads each, started together."""
     url = f"{double.base_url}/v23.0/{PHONE_NUMBER_ID}/messages"
     start_at = time.time() + 1.5  # after the children have imported requests
+    cpu.start()
     children = []
     for n in range(WORKERS):
         child = subprocess.Popen(  # noqa: S603 - our own script
@@ -478,14 +537,21 @@ def _bare(double, bodies: list[dict]) -> dict[str, Any]:
         child.stdin.write(json.dumps(bodies[n::WORKERS]))
         child.stdin.close()
         children.append(child)
-    ends = []
+    ends, client_cpu = [], 0.0
     for child in children:
         out = child.stdout.read()
         if child.wait(timeout=600) != 0:
             raise RuntimeError("bare client failed")
-        ends.append(json.loads(out.strip().splitlines()[-1])["end"])
+        figures = json.loads(out.strip().splitlines()[-1])
+        ends.append(figures["end"])
+        client_cpu += figures["cpu"]
     seconds = max(ends) - start_at
-    return {"seconds": round(seconds, 3), "rate": round(len(bodies) / seconds, 1)}
+    return {
+        "seconds": round(seconds, 3),
+        "rate": round(len(bodies) / seconds, 1),
+        # The clients' CPU includes their start (imports, reading the bodies): a little more than sending.
+        "cpu_ms_per_message": cpu.stop(len(bodies), workers=client_cpu),
+    }
 
 
 def _clean_broker(app, run_id: str, *, since: float) -> None:
@@ -577,16 +643,18 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
     rounds = []
     try:
         workers.start(app)
+        cpu = _CpuMeter(workers=[p.pid for p in workers.processes], double=double.process.pid)
         # Warm-up: a few sends open the workers' database and HTTP connections.
-        _dispatch(app, queue, _seed(WORKERS * THREADS, sender), double, timeout=60)
+        _dispatch(app, queue, _seed(WORKERS * THREADS, sender), double, timeout=60, cpu=cpu)
         for ids in rounds_ids:
-            bare = _bare(double, bodies)
-            pipeline = _dispatch(app, queue, ids, double, timeout=600)
+            bare = _bare(double, bodies, cpu)
+            pipeline = _dispatch(app, queue, ids, double, timeout=600, cpu=cpu)
             rounds.append({"bare": bare, "pipeline": pipeline})
             print(
                 f"  round: bare {bare['rate']} msg/s, pipeline {pipeline['rate']} msg/s "
                 f"(not sent: {pipeline['not_sent'] or 'none'} {pipeline['errors'] or ''}; "
-                f"rate-limit requeues: {pipeline['rate_limit_requeues']})",
+                f"rate-limit requeues: {pipeline['rate_limit_requeues']}); CPU ms per message: "
+                f"bare {bare['cpu_ms_per_message']}, pipeline {pipeline['cpu_ms_per_message']}",
                 file=sys.stderr,
             )
         # The limit must bind to prove anything: 50/s, or half of what phase 1 reached if that is less.
@@ -595,7 +663,7 @@ def _child_main(count: int, latency_ms: float) -> dict[str, Any]:
         low_count = int(os.environ.get("BENCH_DISPATCH_LOW_COUNT") or low_limit * 8)
         low_ids = _seed(low_count, sender)
         Sender.objects.filter(pk=sender.pk).update(messages_per_second=low_limit)
-        low = _dispatch(app, queue, low_ids, double, timeout=600)
+        low = _dispatch(app, queue, low_ids, double, timeout=600, cpu=cpu)
         connection.close()
     except BaseException:
         print(f"  bench.dispatch failed; worker logs kept in {logs}", file=sys.stderr)
