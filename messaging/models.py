@@ -327,9 +327,8 @@ class Message(models.Model):
             models.Index(fields=["contact", "-created_at"]),
             models.Index(fields=["status", "-created_at"]),
             models.Index(fields=["direction", "status", "-created_at"]),
-            # Foreign keys many messages leave empty (one-off messages have no campaign, campaign and API
-            # messages no author in the admin, few answer a message, text has no template): indexed
-            # only where set. A status
+            # Foreign keys many messages leave empty (campaign and API messages have no author in the
+            # admin, few answer a message, text has no template): indexed only where set. A status
             # change writes a new entry in every index whose condition the row meets, so these cost
             # those messages nothing; a deleted user, template or message still finds its rows.
             *(
@@ -338,9 +337,12 @@ class Message(models.Model):
                     name=f"message_{name}_set",
                     condition=models.Q(**{f"{name}__isnull": False}),
                 )
-                for name in ("campaign", "template", "in_reply_to", "created_by", "approved_by")
+                for name in ("template", "in_reply_to", "created_by", "approved_by")
             ),
-            # A campaign's progress (messages per status) and its dispatch window (messages in flight).
+            # A campaign's progress (messages per status) and its dispatch window (messages in flight);
+            # also the campaign foreign key's index (its first column). A second index on the campaign
+            # alone was smaller, so PostgreSQL preferred it even for a status: a campaign's 12,500
+            # failures of 100,000 read all 100,000 rows (40-55 ms instead of 10).
             models.Index(
                 fields=["campaign", "status"],
                 name="message_campaign_status",
