@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from django.db.models import Count, Max
 
 from messaging.campaigns import ON_THEIR_WAY, REASON_LABELS, csv_cell
-from messaging.dashboard import Cost, cost_of
+from messaging.dashboard import Cost, cost_from_counts
 from messaging.models import Campaign, CampaignRecipient, Message, MessageStatus
 
 #: Message statuses that mean "dispatch is over for this recipient" (with Meta, or settled without).
@@ -96,6 +96,15 @@ class CampaignProgress:
 
 def campaign_progress(campaign: Campaign) -> CampaignProgress:
     """Where the campaign stands, from its recipients and its messages (two GROUP BY queries)."""
+    progress = _recipients_progress(campaign)
+    messages = Message.objects.filter(campaign=campaign).values("status").annotate(n=Count("*")).order_by()
+    progress.messages = {row["status"]: row["n"] for row in messages}
+    _keep_snapshot(campaign, progress)
+    return progress
+
+
+def _recipients_progress(campaign: Campaign) -> CampaignProgress:
+    """The progress as far as the recipients tell it (pending, excluded, cancelled): one GROUP BY."""
     progress = CampaignProgress(status=campaign.status, total=campaign.recipients_total)
     recipients = (
         CampaignRecipient.objects.filter(campaign=campaign)
@@ -111,13 +120,14 @@ def campaign_progress(campaign: Campaign) -> CampaignProgress:
             progress.excluded[row["reason"]] = progress.excluded.get(row["reason"], 0) + row["n"]
         else:
             progress.cancelled_recipients += row["n"]
-    messages = Message.objects.filter(campaign=campaign).values("status").annotate(n=Count("pk")).order_by()
-    progress.messages = {row["status"]: row["n"] for row in messages}
+    return progress
+
+
+def _keep_snapshot(campaign: Campaign, progress: CampaignProgress) -> None:
     if progress.percent != campaign.progress_percent:
         # The list's snapshot (one small UPDATE, only when it moved).
         campaign.progress_percent = progress.percent
         Campaign.objects.filter(pk=campaign.pk).update(progress_percent=progress.percent)
-    return progress
 
 
 @dataclass(frozen=True)
@@ -136,18 +146,33 @@ class CampaignTotals:
 
 
 def campaign_totals(campaign: Campaign) -> CampaignTotals:
-    progress = campaign_progress(campaign)
-    failures = (
-        Message.objects.filter(campaign=campaign, status__in=[MessageStatus.FAILED, MessageStatus.BLOCKED])
-        .values("error_code")
-        .annotate(n=Count("pk"), title=Max("error_title"))
-        .order_by("-n", "error_code")
+    """The progress, failures by error code and cost by pricing category. The campaign's messages are
+    read once, grouped by all four of status, error code, pricing category and billable (a few dozen
+    groups): three GROUP BYs, one per figure, read a 100,000-message campaign three times (issue #8:
+    its page under 300 ms)."""
+    progress = _recipients_progress(campaign)
+    groups = (
+        Message.objects.filter(campaign=campaign)
+        .values("status", "error_code", "pricing_category", "billable")
+        .annotate(n=Count("*"), title=Max("error_title"))
+        .order_by()
     )
+    failures: dict[str, FailureCount] = {}
+    billable: dict[str, int] = {}
+    for row in groups:
+        progress.messages[row["status"]] = progress.messages.get(row["status"], 0) + row["n"]
+        if row["status"] in (MessageStatus.FAILED, MessageStatus.BLOCKED):
+            code, earlier = row["error_code"], failures.get(row["error_code"])
+            title = max(earlier.title if earlier else "", row["title"] or "")  # as MAX() would
+            failures[code] = FailureCount(code, title, (earlier.count if earlier else 0) + row["n"])
+        if row["billable"]:
+            billable[row["pricing_category"]] = billable.get(row["pricing_category"], 0) + row["n"]
+    _keep_snapshot(campaign, progress)
     excluded = sorted(progress.excluded.items(), key=lambda item: (-item[1], item[0]))
     return CampaignTotals(
         progress=progress,
-        failures=[FailureCount(row["error_code"], row["title"] or "", row["n"]) for row in failures],
-        cost=cost_of(Message.objects.filter(campaign=campaign)),
+        failures=sorted(failures.values(), key=lambda failure: (-failure.count, failure.code)),
+        cost=cost_from_counts(billable),
         excluded=[(code, REASON_LABELS.get(code, code), n) for code, n in excluded],
     )
 

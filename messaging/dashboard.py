@@ -270,7 +270,7 @@ def cost_of(messages: QuerySet[Message]) -> Cost:
     """The billable ones among `messages` by Meta's pricing category, with an estimate where a price is
     configured (the dashboard's period, a campaign). One GROUP BY query."""
     rows = messages.filter(billable=True).values("pricing_category").annotate(count=Count("pk")).order_by()
-    return _cost({row["pricing_category"]: row["count"] for row in rows})
+    return cost_from_counts({row["pricing_category"]: row["count"] for row in rows})
 
 
 def _billable_per_day(period: Period) -> dict[date, dict[str, int]]:
@@ -288,7 +288,7 @@ def _billable_per_day(period: Period) -> dict[date, dict[str, int]]:
     return by_day
 
 
-def _cost(counts: dict[str, int]) -> Cost:
+def cost_from_counts(counts: dict[str, int]) -> Cost:
     """Billable message counts by pricing category, priced with today's price map."""
     prices = price_map()
     categories = []
@@ -420,7 +420,7 @@ def dashboard_snapshot(*, period: Period, now: datetime | None = None, refresh: 
     return Snapshot(
         funnel=funnel,
         failures=_failures([entry for d in days for entry in d.failures]),
-        cost=_cost(billable),
+        cost=cost_from_counts(billable),
         recent_as_of=min(recent),
         older_as_of=min(older, default=None),
     )

@@ -474,6 +474,56 @@ def test_totals_and_results_export(campaign, author, approver, django_capture_on
     assert {r["message_status"] for r in rows if r["recipient_status"] == "queued"} == {"delivered", "failed"}
 
 
+def test_totals_add_up_each_figure_across_the_others(campaign, settings):
+    """The totals read the messages once, grouped by status, error code, pricing category and
+    billable together: each figure must add its groups up across the other columns."""
+    settings.WHATSAPP_PRICE_PER_MESSAGE = {"marketing": "0.025", "utility": "0.004"}
+    rows = [
+        # (status, error code, error title, billable, pricing category)
+        ("read", "", "", True, "marketing"),
+        ("delivered", "", "", True, "marketing"),
+        ("delivered", "", "", True, "utility"),
+        ("sent", "", "", False, ""),
+        ("failed", "131026", "Message undeliverable", False, ""),
+        ("failed", "131026", "Message undeliverable", True, "marketing"),  # charged, then failed
+        ("blocked", "131026", "", False, ""),  # the same code, also blocked: one line
+        ("failed", "131049", "Not delivered to keep engagement healthy", False, ""),
+        ("queued", "", "", False, ""),
+    ]
+    for status, code, title, billable, category in rows:
+        Message.objects.create(
+            campaign=campaign,
+            contact=ContactFactory(),
+            sender=campaign.sender,
+            kind="template",
+            status=status,
+            error_code=code,
+            error_title=title,
+            billable=billable,
+            pricing_category=category,
+        )
+
+    totals = campaign_totals(campaign)
+
+    assert totals.progress.messages == {
+        "read": 1,
+        "delivered": 2,
+        "sent": 1,
+        "failed": 3,
+        "blocked": 1,
+        "queued": 1,
+    }
+    assert (totals.progress.sent, totals.progress.delivered, totals.progress.read) == (4, 3, 1)
+    assert (totals.progress.failed, totals.progress.waiting) == (4, 1)
+    assert [(f.code, f.title, f.count) for f in totals.failures] == [
+        ("131026", "Message undeliverable", 3),
+        ("131049", "Not delivered to keep engagement healthy", 1),
+    ]
+    assert [(c.category, c.count) for c in totals.cost.categories] == [("marketing", 3), ("utility", 1)]
+    assert str(totals.cost.estimate) == "0.079"
+    assert totals.progress.messages == campaign_progress(campaign).messages  # as the progress bar counts
+
+
 # --- What staff do while messages are with a worker ---------------------------------------------------
 
 
