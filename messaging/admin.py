@@ -45,6 +45,26 @@ class TagAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
+class TagFilter(admin.SimpleListFilter):
+    """Contacts with a tag, as Django's own filter lists them (same parameter), but selected with a
+    subquery of the tag's contacts: Django's join could repeat a contact, so the admin made the page
+    and its count SELECT DISTINCT over every row of the tag (60-90 ms at 1M contacts, issue #8)."""
+
+    title = "tags"
+    parameter_name = "tags__id__exact"
+
+    def lookups(self, request, model_admin):
+        return [(str(tag.pk), tag.name) for tag in Tag.objects.order_by("name")]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        if not self.value().isdigit():
+            raise IncorrectLookupParameters(f"No tag has the id {self.value()!r}.")
+        tagged = Contact.tags.through.objects.filter(tag_id=int(self.value())).values("contact_id")
+        return queryset.filter(pk__in=tagged)
+
+
 #: How long the locale filter's choices are reused: listing them reads every contact (no index on locale).
 LOCALE_CHOICES_SECONDS = 600
 
@@ -73,7 +93,7 @@ class ContactAdmin(BigTableAdmin, ContactInboxMixin, admin.ModelAdmin):
         "tag_list",
         "created_at",
     ]
-    list_filter = ["tags", ("locale", LocaleFilter)]
+    list_filter = [TagFilter, ("locale", LocaleFilter)]
     search_fields = ["phone_number", "profile_name", "username", "wa_id"]
     form = ContactAdminForm
     autocomplete_fields = ["tags"]

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from messaging import admin_paging
 from messaging.admin_paging import EstimatedCountPaginator
 from messaging.models import Contact
-from tests.factories import ContactFactory
+from tests.factories import ContactFactory, TagFactory
 from tests.staff import logged_in
 
 pytestmark = pytest.mark.django_db
@@ -98,3 +98,43 @@ def test_the_row_checkbox_written_directly_is_the_one_django_renders():
     ours = model_admin.action_checkbox(contact)
     djangos = django_admin.ModelAdmin.action_checkbox(model_admin, contact)
     assert parse_html(ours) == parse_html(djangos)
+
+
+def test_a_filtered_list_counts_up_to_its_cap_and_says_so(admin_client, monkeypatch):
+    monkeypatch.setattr(admin_paging, "COUNT_AT_MOST", 3)
+    for n in range(5):
+        ContactFactory(profile_name=f"Ava {n}")
+    ContactFactory(profile_name="Ben")
+
+    many = admin_client.get("/admin/messaging/contact/", {"q": "Ava"})
+    few = admin_client.get("/admin/messaging/contact/", {"q": "Ben"})
+
+    assert many.context["cl"].result_count == 3
+    assert "3+ contacts" in many.content.decode()
+    assert len(many.context["cl"].result_list) == 5  # the page shows every row that is on it
+    assert "1 contact" in few.content.decode() and "+ contact" not in few.content.decode()
+    counted = EstimatedCountPaginator(
+        Contact.objects.filter(profile_name__startswith="Ava").order_by("pk"), 2
+    )
+    assert (str(counted.count), counted.num_pages) == ("3+", 2)
+
+
+def test_the_tag_filter_lists_each_tagged_contact_once(admin_client):
+    vip, late = TagFactory(name="vip"), TagFactory(name="late payer")
+    both = ContactFactory(profile_name="Ann", tags=[vip, late])
+    only_vip = ContactFactory(profile_name="Bob", tags=[vip])
+    ContactFactory(profile_name="Cy", tags=[late])
+
+    page = admin_client.get("/admin/messaging/contact/", {"tags__id__exact": vip.pk})
+
+    assert list(page.context["cl"].result_list) == [only_vip, both]  # newest first
+    tag_filter = next(f for f in page.context["cl"].filter_specs if f.title == "tags")
+    assert [choice["display"] for choice in tag_filter.choices(page.context["cl"])] == [
+        "All",
+        "late payer",
+        "vip",
+    ]
+    assert "DISTINCT" not in str(page.context["cl"].queryset.query)
+    assert admin_client.get("/admin/messaging/contact/", {"tags__id__exact": "vip"})["Location"].endswith(
+        "?e=1"
+    )
