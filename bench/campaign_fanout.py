@@ -178,13 +178,13 @@ def run(*, recipients: int | None = None) -> dict[str, Any]:
             cursor.execute("SELECT count(*) FROM messaging_campaignrecipient")
             assert cursor.fetchone()[0] == recipients
 
-        # Also the dry run staff wait for in the admin, over the same audience (its contacts have no
-        # consent records: every check runs, no template is rendered).
+        # Also the dry run a worker works out for the admin, over the same audience (its contacts have
+        # no consent records: every check runs, no template is rendered).
         from messaging.campaigns import campaign_dry_run
 
         draft = Campaign.objects.select_related("template", "sender").get(pk=seeded["campaign_ids"][0])
         started = time.perf_counter()
-        dry_run_total = campaign_dry_run(draft).total
+        dry_run_total = campaign_dry_run(draft, keep_rows=False).total
         dry_run_s = time.perf_counter() - started
 
     fan_out_s, bare_s = statistics.median(fan_out), statistics.median(bare)

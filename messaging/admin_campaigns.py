@@ -36,14 +36,23 @@ from messaging.campaigns import (
     CampaignDryRun,
     campaign_approve,
     campaign_check_parameters,
-    campaign_dry_run,
     campaign_dry_run_csv,
+    campaign_dry_run_request,
+    campaign_dry_run_rows,
     campaign_reject,
     campaign_submit,
+    dry_run_time,
 )
 from messaging.contact_csv import MAX_FILE_BYTES
 from messaging.forms import region_choices
-from messaging.models import Campaign, CampaignEvent, CampaignRecipient, Message, MessageStatus
+from messaging.models import (
+    Campaign,
+    CampaignDryRunReport,
+    CampaignEvent,
+    CampaignRecipient,
+    Message,
+    MessageStatus,
+)
 from messaging.phone import phone_normalize
 from templates_app.models import MessageTemplate
 from templates_app.rendering import template_slots
@@ -378,36 +387,43 @@ class CampaignAdmin(admin.ModelAdmin):
         slots = template_slots(template) if template else []
         return JsonResponse({"text": slots_text(template), "slots": [slot.label for slot in slots]})
 
-    def _dry_run_or_message(self, request, campaign: Campaign) -> CampaignDryRun | None:
-        try:
-            return campaign_dry_run(campaign)
-        except ValidationError as exc:
-            self.message_user(request, " ".join(exc.messages), messages.ERROR)
-            return None
-
     def dry_run_view(self, request, object_id):
+        """The campaign's latest dry run (worked out in a worker: a large audience takes longer than a
+        request may), and a button to run it (again). The page reloads itself while one is running."""
         campaign = self._campaign_or_404(request, object_id)
-        dry_run = self._dry_run_or_message(request, campaign)
-        if dry_run is None:
-            return HttpResponseRedirect(self._url("change", campaign.pk))
+        if request.method == "POST":
+            try:
+                campaign_dry_run_request(campaign=campaign, user=request.user)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return HttpResponseRedirect(self._url("dry_run", campaign.pk))
+        report = campaign.dry_runs.select_related("requested_by").first()
+        done = report is not None and report.status == CampaignDryRunReport.Status.DONE
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"Dry run: {campaign}",
             "campaign": campaign,
-            "dry_run": dry_run,
+            "report": report,
+            "dry_run": CampaignDryRun.from_summary(at=report.at, summary=report.summary) if done else None,
             "change_url": self._url("change", campaign.pk),
             "csv_url": self._url("dry_run_csv", campaign.pk),
         }
         return TemplateResponse(request, "admin/messaging/campaign/dry_run.html", context)
 
     def dry_run_csv_view(self, request, object_id):
+        """One row per person, worked out while it downloads (the first rows leave at once), for the
+        moment the latest dry run imagined (now if none finished)."""
         campaign = self._campaign_or_404(request, object_id)
-        dry_run = self._dry_run_or_message(request, campaign)
-        if dry_run is None:
-            return HttpResponseRedirect(self._url("change", campaign.pk))
+        latest = campaign.dry_runs.filter(status=CampaignDryRunReport.Status.DONE).first()
+        at = dry_run_time(campaign, latest.at if latest else None)
+        try:
+            rows = campaign_dry_run_rows(campaign, at=at)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return HttpResponseRedirect(self._url("dry_run", campaign.pk))
         response = StreamingHttpResponse(
-            campaign_dry_run_csv(dry_run), content_type="text/csv; charset=utf-8"
+            campaign_dry_run_csv(rows, at=at), content_type="text/csv; charset=utf-8"
         )
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-dry-run.csv"'
         return response

@@ -9,7 +9,7 @@ The dry run asks the same compliance gate a real send asks, with facts built the
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -23,7 +23,15 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from compliance.gate import MessageFacts, Verdict, gate_check_many
 from messaging.contact_csv import E164, FORMULA_TRIGGERS
-from messaging.models import Campaign, CampaignAudienceMember, CampaignEvent, Contact, Message, MessageStatus
+from messaging.models import (
+    Campaign,
+    CampaignAudienceMember,
+    CampaignDryRunReport,
+    CampaignEvent,
+    Contact,
+    Message,
+    MessageStatus,
+)
 from templates_app.models import ParameterFormat, TemplateStatus
 from templates_app.rendering import RenderedTemplate, TemplateError, render_template, template_slots
 
@@ -87,8 +95,32 @@ class CampaignDryRun:
         """(code, human label, count), most frequent first."""
         return [(code, REASON_LABELS.get(code, code), n) for code, n in self.excluded.most_common()]
 
-    def _add(self, row: DryRunRow) -> None:
-        self.rows.append(row)
+    def summary(self) -> dict:
+        """The counts, JSON-ready (a CampaignDryRunReport keeps them)."""
+        return {
+            "total": self.total,
+            "will_receive": self.will_receive,
+            "later": self.later,
+            "earliest_later": self.earliest_later.isoformat() if self.earliest_later else None,
+            "excluded": dict(self.excluded),
+        }
+
+    @classmethod
+    def from_summary(cls, *, at: datetime, summary: dict) -> "CampaignDryRun":
+        """The counts of a kept dry run, without its rows."""
+        earliest = summary.get("earliest_later")
+        return cls(
+            at=at,
+            total=summary["total"],
+            will_receive=summary["will_receive"],
+            later=summary["later"],
+            earliest_later=datetime.fromisoformat(earliest) if earliest else None,
+            excluded=Counter(summary["excluded"]),
+        )
+
+    def _add(self, row: DryRunRow, *, keep: bool = True) -> None:
+        if keep:
+            self.rows.append(row)
         self.total += 1
         if row.outcome == Outcome.EXCLUDED:
             self.excluded[row.reason] += 1
@@ -379,38 +411,56 @@ def campaign_listed_values(campaign: Campaign, contact_ids: list[int]) -> dict[i
     return dict(rows.values_list("contact_id", "values"))
 
 
-def campaign_dry_run(campaign: Campaign, *, at: datetime | None = None) -> CampaignDryRun:
+def campaign_dry_run(
+    campaign: Campaign, *, at: datetime | None = None, keep_rows: bool = True
+) -> CampaignDryRun:
     """What would happen if the campaign went out at `at` (default: its schedule, or now if that is
-    past or unset): who receives it now, who later (quiet hours), who not and why.
+    past or unset): who receives it now, who later (quiet hours), who not and why; each person's row
+    too, unless `keep_rows` is false (the counts of a million people need not hold a million rows).
 
     Raises ValidationError when nobody could receive it (campaign_check_sendable). Queries: a fixed
     handful plus three per DRY_RUN_CHUNK_SIZE contacts, however large the audience.
     """
-    campaign_check_sendable(campaign)
+    at = dry_run_time(campaign, at)
+    result = CampaignDryRun(at=at)
+    for row in campaign_dry_run_rows(campaign, at=at):
+        result._add(row, keep=keep_rows)
+    return result
+
+
+def dry_run_time(campaign: Campaign, at: datetime | None = None) -> datetime:
+    """`at`, or when the campaign would go out if approved now: its schedule, or now if that is past."""
     now = timezone.now()
-    at = at or max(campaign.scheduled_at or now, now)
+    return at or max(campaign.scheduled_at or now, now)
+
+
+def campaign_dry_run_rows(campaign: Campaign, *, at: datetime) -> Iterator[DryRunRow]:
+    """Each person of the audience and what would become of them at `at`, read and checked
+    DRY_RUN_CHUNK_SIZE at a time (a CSV streams them as they come). Raises ValidationError at once,
+    before any row, when nobody could receive the campaign."""
+    campaign_check_sendable(campaign)
+    return _dry_run_rows(campaign, at)
+
+
+def _dry_run_rows(campaign: Campaign, at: datetime) -> Iterator[DryRunRow]:
     audience = campaign_audience(campaign)
     counts = campaign_frequency_counts(campaign, audience.values("pk"), at=at)
-    result = CampaignDryRun(at=at)
 
-    chunk: list[SimpleNamespace] = []
-
-    def check(chunk: list[SimpleNamespace]) -> None:
+    def check(chunk: list[SimpleNamespace]) -> Iterator[DryRunRow]:
         values = campaign_listed_values(campaign, [c.pk for c in chunk])
         for checked in campaign_check_recipients(campaign, chunk, values=values, counts=counts, at=at):
-            result._add(checked.row)
+            yield checked.row
 
     # Plain rows, not model instances: a third of the time at 100,000 recipients went to building
     # Contact objects the checks only read a few attributes of.
-    rows = audience.values(*campaign_check_fields(campaign)).iterator(chunk_size=DRY_RUN_CHUNK_SIZE)
-    for row in rows:
+    chunk: list[SimpleNamespace] = []
+    for row in audience.values(*campaign_check_fields(campaign)).iterator(chunk_size=DRY_RUN_CHUNK_SIZE):
         chunk.append(SimpleNamespace(pk=row["id"], **row))
         if len(chunk) == DRY_RUN_CHUNK_SIZE:
-            check(chunk)
+            yield from check(chunk)
             chunk = []
     if chunk:
-        check(chunk)
-    return result
+        yield from check(chunk)
 
 
 CSV_HEADER = ("phone_number", "outcome", "reason", "detail", "send_at")
@@ -423,23 +473,86 @@ def csv_cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
 
 
-def campaign_dry_run_csv(dry_run: CampaignDryRun, *, lines_per_chunk: int = 500) -> Iterator[str]:
-    """The dry run's rows as CSV text chunks of whole lines (header first), for a StreamingHttpResponse.
-    `send_at` is when the person would receive it (ISO 8601, UTC), blank when excluded."""
+def campaign_dry_run_csv(
+    rows: Iterable[DryRunRow], *, at: datetime, lines_per_chunk: int = 500
+) -> Iterator[str]:
+    """Dry-run rows as CSV text chunks of whole lines (header first), for a StreamingHttpResponse.
+    `send_at` is when the person would receive it (ISO 8601, UTC; `at` unless deferred), blank when
+    excluded."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
-    for count, row in enumerate(dry_run.rows, start=1):
+    for count, row in enumerate(rows, start=1):
         if row.outcome == Outcome.EXCLUDED:
             send_at = ""
         else:
-            send_at = (row.defer_until or dry_run.at).isoformat(timespec="seconds")
+            send_at = (row.defer_until or at).isoformat(timespec="seconds")
         writer.writerow([csv_cell(row.phone_number), row.outcome, row.reason, csv_cell(row.detail), send_at])
         if count % lines_per_chunk == 0:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+# --- Dry runs in a worker -------------------------------------------------------------------------
+
+#: A dry run still "running" this long after it was asked for was lost with its worker: another may
+#: start (a million people take a minute or two).
+DRY_RUN_LOST_AFTER = timedelta(minutes=15)
+
+
+def campaign_dry_run_request(*, campaign: Campaign, user) -> CampaignDryRunReport:
+    """Have the campaign's dry run worked out in a worker (without a broker, right after this
+    commits), unless one is under way already: two clicks start one. Refuses at once (ValidationError)
+    what the worker would refuse."""
+    with transaction.atomic():
+        campaign = campaign_locked(campaign.pk)
+        running = campaign.dry_runs.filter(
+            status=CampaignDryRunReport.Status.RUNNING,
+            requested_at__gte=timezone.now() - DRY_RUN_LOST_AFTER,
+        ).first()
+        if running is not None:
+            return running
+        campaign_check_sendable(campaign)
+        report = CampaignDryRunReport.objects.create(campaign=campaign, requested_by=user)
+        transaction.on_commit(lambda: _dry_run_later(report.pk))
+    return report
+
+
+def _dry_run_later(report_id: int) -> None:
+    from messaging.tasks import campaign_dry_run_report as task
+
+    task.delay(report_id)
+
+
+def campaign_dry_run_report(report_id: int) -> CampaignDryRunReport:
+    """Work out a requested dry run and keep its counts (the worker's part); a report already
+    finished is left as it is (a task delivered twice)."""
+    report = CampaignDryRunReport.objects.select_related("campaign__template", "campaign__sender").get(
+        pk=report_id
+    )
+    if report.status != CampaignDryRunReport.Status.RUNNING:
+        return report
+    try:
+        dry_run = campaign_dry_run(report.campaign, keep_rows=False)
+    except ValidationError as exc:
+        report.status, report.error = CampaignDryRunReport.Status.FAILED, " ".join(exc.messages)
+    except Exception:
+        report.status = CampaignDryRunReport.Status.FAILED
+        report.error = "The dry run stopped on an unexpected error (see the worker's log); run it again."
+        report.finished_at = timezone.now()
+        report.save(update_fields=["status", "error", "finished_at"])
+        raise
+    else:
+        report.status, report.at, report.summary = (
+            CampaignDryRunReport.Status.DONE,
+            dry_run.at,
+            dry_run.summary(),
+        )
+    report.finished_at = timezone.now()
+    report.save(update_fields=["status", "error", "at", "summary", "finished_at"])
+    return report
 
 
 # --- Approval: draft → pending_approval → approved, or back to draft with a reason ----------------

@@ -746,6 +746,37 @@ class CampaignEvent(models.Model):
         return f"{self.action} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
 
 
+class CampaignDryRunReport(models.Model):
+    """One dry run of a campaign, worked out in a worker (100,000 people take several seconds, a
+    million longer than a request may last): who would receive it, now or later, and how many are
+    excluded for each reason. Counts only; the per-person CSV is computed again when downloaded, so no
+    one's number is kept here (an erasure has nothing to find)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="dry_runs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    at = models.DateTimeField(
+        null=True, blank=True, help_text="The moment the campaign was imagined going out."
+    )
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"dry run of {self.campaign_id} at {self.requested_at:%Y-%m-%d %H:%M:%S} ({self.status})"
+
+
 class DashboardDay(models.Model):
     """The dashboard's figures for the outbound messages created on one calendar day (in `time_zone`):
     how far they got, their failures by Meta's code and the billable ones by pricing category. The admin

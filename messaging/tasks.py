@@ -92,6 +92,14 @@ def advance_campaign(campaign_id: int, chain: str | None = None) -> dict:
     return {"status": result.status, "created": result.created, "excluded": result.excluded}
 
 
+@shared_task(name="messaging.tasks.campaign_dry_run_report", ignore_result=True)
+def campaign_dry_run_report(report_id: int) -> str:
+    """Work out a campaign's requested dry run (messaging.campaigns.campaign_dry_run_report)."""
+    from messaging.campaigns import campaign_dry_run_report as work_out
+
+    return work_out(report_id).status
+
+
 @shared_task(name="messaging.tasks.start_campaign", ignore_result=True)
 def start_campaign(campaign_id: int) -> bool:
     """Start an approved campaign whose time has come (fan-out, then its dispatch steps)."""

@@ -139,6 +139,8 @@ def test_a_composer_prepares_a_campaign_an_approver_approves_and_its_page_follow
     change_path = f"/admin/messaging/campaign/{campaign.pk}/change/"
 
     page.click("#campaign-dry-run")
+    expect(page.locator("#dry-run-state")).to_contain_text("No dry run yet")
+    page.click("#dry-run-start")  # worked out in a worker; here, in-process right after the click
     expect(page.locator("#dry-run-will-receive")).to_have_text("5")
     expect(page.locator("#dry-run-excluded")).to_have_text("0")
     screenshot(page, "campaign-dry-run", full_page=True)

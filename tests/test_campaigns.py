@@ -13,20 +13,24 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from compliance.services import Evidence, consent_record, consent_text_create
 from compliance.suppression import suppression_add
 from messaging.campaigns import (
+    DRY_RUN_LOST_AFTER,
     MissingParameter,
     campaign_approve,
     campaign_audience,
     campaign_dry_run,
     campaign_dry_run_csv,
+    campaign_dry_run_report,
+    campaign_dry_run_request,
     campaign_parameters_for,
     campaign_reject,
     campaign_submit,
 )
-from messaging.models import Campaign, Message
+from messaging.models import Campaign, CampaignDryRunReport, Message
 from templates_app.models import MessageTemplate, TemplateStatus
 from tests.factories import ContactFactory, SenderFactory, TagFactory, UserFactory
 
@@ -259,7 +263,7 @@ def test_csv_lists_everyone_with_outcome_and_neutralizes_formulas(campaign):
     dry_run = campaign_dry_run(campaign, at=MIDDAY)
     dry_run.rows[2] = replace(dry_run.rows[2], detail='=HYPERLINK("http://evil")')  # a hostile detail
 
-    rows = list(csv.reader(io.StringIO("".join(campaign_dry_run_csv(dry_run)))))
+    rows = list(csv.reader(io.StringIO("".join(campaign_dry_run_csv(dry_run.rows, at=dry_run.at)))))
 
     assert rows[0] == ["phone_number", "outcome", "reason", "detail", "send_at"]
     by_phone = {row[0]: row for row in rows[1:]}
@@ -280,7 +284,9 @@ def admin_client(client):
     return client
 
 
-def test_admin_dry_run_page_shows_counts_and_downloads_csv(admin_client, campaign):
+def test_admin_dry_run_is_worked_out_on_request_then_shown_with_its_csv(
+    admin_client, campaign, django_capture_on_commit_callbacks
+):
     for _ in range(2):
         opt_in(ContactFactory())
     ContactFactory()
@@ -290,27 +296,81 @@ def test_admin_dry_run_page_shows_counts_and_downloads_csv(admin_client, campaig
     assert dry_run_url in change.content.decode()
 
     with time_machine.travel(MIDDAY, tick=False):
+        before = admin_client.get(dry_run_url)
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:  # the worker's part
+            started = admin_client.post(dry_run_url)
         page = admin_client.get(dry_run_url)
         download = admin_client.get(reverse("admin:messaging_campaign_dry_run_csv", args=[campaign.pk]))
 
+    assert "No dry run yet" in before.content.decode() and 'id="dry-run-csv"' not in before.content.decode()
+    assert (started.status_code, started["Location"]) == (302, dry_run_url)
+    assert len(callbacks) == 1
+    report = CampaignDryRunReport.objects.get(campaign=campaign)
+    assert (report.status, report.requested_by.username, report.at) == ("done", "root", MIDDAY)
     assert page.status_code == 200
     assert page.context["dry_run"].total == 4
     html = page.content.decode()
     assert '<td id="dry-run-will-receive">3</td>' in html
     assert "No consent for this kind of message" in html
     assert "2025-06-10 23:00" in html  # the earliest quiet-hours send time
+    assert 'http-equiv="refresh"' not in html
     assert download.status_code == 200
     assert download["Content-Type"].startswith("text/csv")
     lines = b"".join(download.streaming_content).decode().splitlines()
     assert len(lines) == 5 and lines[0] == "phone_number,outcome,reason,detail,send_at"
+    assert sum(",excluded,no_consent," in line for line in lines) == 1
+
+
+def test_a_running_dry_run_reloads_its_page_and_a_second_click_starts_no_other(
+    admin_client, campaign, django_capture_on_commit_callbacks
+):
+    opt_in(ContactFactory())
+    dry_run_url = reverse("admin:messaging_campaign_dry_run", args=[campaign.pk])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # no worker has taken it yet
+        admin_client.post(dry_run_url)
+        admin_client.post(dry_run_url)
+
+    page = admin_client.get(dry_run_url).content.decode()
+
+    assert CampaignDryRunReport.objects.filter(campaign=campaign).count() == 1
+    assert len(callbacks) == 1
+    assert "Working it out" in page and 'http-equiv="refresh"' in page
+    assert 'id="dry-run-start"' not in page
+    # A dry run lost with its worker no longer holds the next one back.
+    CampaignDryRunReport.objects.update(requested_at=timezone.now() - DRY_RUN_LOST_AFTER)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(dry_run_url)
+    assert list(CampaignDryRunReport.objects.values_list("status", flat=True)) == ["done", "running"]
+
+
+def test_a_dry_run_the_worker_cannot_do_says_why_on_its_page(campaign, django_capture_on_commit_callbacks):
+    opt_in(ContactFactory())
+    with django_capture_on_commit_callbacks(execute=False):
+        report = campaign_dry_run_request(campaign=campaign, user=None)
+    campaign.template.status = TemplateStatus.PAUSED  # between the click and the worker
+    campaign.template.save()
+
+    campaign_dry_run_report(report.pk)
+    campaign_dry_run_report(report.pk)  # delivered twice: the first answer stays
+
+    report.refresh_from_db()
+    assert report.status == "failed"
+    assert "not approved by Meta" in report.error
+    assert report.summary == {}
 
 
 def test_admin_dry_run_of_an_unapproved_template_is_an_error_message(admin_client, campaign):
     campaign.template.status = TemplateStatus.PAUSED
     campaign.template.save()
-    response = admin_client.get(reverse("admin:messaging_campaign_dry_run", args=[campaign.pk]), follow=True)
+    dry_run_url = reverse("admin:messaging_campaign_dry_run", args=[campaign.pk])
+    response = admin_client.post(dry_run_url, follow=True)
     assert response.status_code == 200
     assert "not approved by Meta" in response.content.decode()
+    assert not CampaignDryRunReport.objects.exists()
+    download = admin_client.get(
+        reverse("admin:messaging_campaign_dry_run_csv", args=[campaign.pk]), follow=True
+    )
+    assert "not approved by Meta" in download.content.decode()
 
 
 def test_admin_creates_a_draft_recording_its_author(admin_client, template):
