@@ -597,7 +597,10 @@ def campaign_submit(*, campaign: Campaign, user) -> Campaign:
     campaign = campaign_locked(campaign.pk)
     if campaign.status != Campaign.Status.DRAFT:
         raise ValidationError("Only drafts can be submitted for approval.", code="not_a_draft")
-    if campaign_dry_run(campaign).will_receive == 0:  # also raises campaign_check_sendable's errors
+    # Stops at the first person who would receive it (a chunk of the audience, not all of it); also
+    # raises campaign_check_sendable's errors.
+    rows = campaign_dry_run_rows(campaign, at=dry_run_time(campaign))
+    if all(row.outcome == Outcome.EXCLUDED for row in rows):
         raise ValidationError(
             "Nobody in this campaign's audience would receive it (see the dry run).",
             code="empty_audience",

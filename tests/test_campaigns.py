@@ -457,6 +457,29 @@ def test_submit_refuses_an_audience_nobody_in_would_receive(campaign, author):
     assert campaign.status == Campaign.Status.DRAFT
 
 
+def test_submit_reads_the_audience_only_until_someone_would_receive_it(campaign, author, monkeypatch):
+    """A million-person audience is not checked whole to submit it: the first chunk with someone who
+    would receive it is enough (the dry run, in a worker, counts them all)."""
+    from messaging import campaigns
+
+    monkeypatch.setattr(campaigns, "DRY_RUN_CHUNK_SIZE", 2)
+    for _ in range(10):
+        opt_in(ContactFactory())
+    checked = []
+    check = campaigns.campaign_check_recipients
+    monkeypatch.setattr(
+        campaigns,
+        "campaign_check_recipients",
+        lambda c, chunk, **kw: checked.extend(chunk) or check(c, chunk, **kw),
+    )
+
+    campaign_submit(campaign=campaign, user=author)
+
+    assert len(checked) == 2
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PENDING_APPROVAL
+
+
 def test_submit_refuses_an_unsendable_template(draft, author):
     draft.template.status = TemplateStatus.PAUSED
     draft.template.save()
