@@ -412,11 +412,10 @@ class CampaignAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/messaging/campaign/dry_run.html", context)
 
     def dry_run_csv_view(self, request, object_id):
-        """One row per person, worked out while it downloads (the first rows leave at once), for the
-        moment the latest dry run imagined (now if none finished)."""
+        """One row per person as of now (or the schedule), worked out while it downloads: the first
+        rows leave at once, and no one's row is kept."""
         campaign = self._campaign_or_404(request, object_id)
-        latest = campaign.dry_runs.filter(status=CampaignDryRunReport.Status.DONE).first()
-        at = dry_run_time(campaign, latest.at if latest else None)
+        at = dry_run_time(campaign)
         try:
             rows = campaign_dry_run_rows(campaign, at=at)
         except ValidationError as exc:

@@ -534,16 +534,15 @@ def campaign_dry_run_report(report_id: int) -> CampaignDryRunReport:
     )
     if report.status != CampaignDryRunReport.Status.RUNNING:
         return report
+    unexpected = None
     try:
         dry_run = campaign_dry_run(report.campaign, keep_rows=False)
     except ValidationError as exc:
         report.status, report.error = CampaignDryRunReport.Status.FAILED, " ".join(exc.messages)
-    except Exception:
+    except Exception as exc:  # the page must not say "running" for ever; the worker logs the rest
         report.status = CampaignDryRunReport.Status.FAILED
         report.error = "The dry run stopped on an unexpected error (see the worker's log); run it again."
-        report.finished_at = timezone.now()
-        report.save(update_fields=["status", "error", "finished_at"])
-        raise
+        unexpected = exc
     else:
         report.status, report.at, report.summary = (
             CampaignDryRunReport.Status.DONE,
@@ -552,6 +551,8 @@ def campaign_dry_run_report(report_id: int) -> CampaignDryRunReport:
         )
     report.finished_at = timezone.now()
     report.save(update_fields=["status", "error", "at", "summary", "finished_at"])
+    if unexpected is not None:
+        raise unexpected
     return report
 
 

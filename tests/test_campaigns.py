@@ -359,6 +359,24 @@ def test_a_dry_run_the_worker_cannot_do_says_why_on_its_page(campaign, django_ca
     assert report.summary == {}
 
 
+def test_a_dry_run_that_crashes_is_marked_failed_not_left_running(
+    campaign, monkeypatch, django_capture_on_commit_callbacks
+):
+    from messaging import campaigns
+
+    opt_in(ContactFactory())
+    with django_capture_on_commit_callbacks(execute=False):
+        report = campaign_dry_run_request(campaign=campaign, user=None)
+    monkeypatch.setattr(campaigns, "campaign_dry_run", lambda *a, **kw: 1 / 0)
+
+    with pytest.raises(ZeroDivisionError):  # the worker logs it
+        campaign_dry_run_report(report.pk)
+
+    report.refresh_from_db()
+    assert report.status == "failed" and "unexpected error" in report.error
+    assert report.finished_at is not None
+
+
 def test_admin_dry_run_of_an_unapproved_template_is_an_error_message(admin_client, campaign):
     campaign.template.status = TemplateStatus.PAUSED
     campaign.template.save()
