@@ -528,7 +528,8 @@ def _dry_run_later(report_id: int) -> None:
 
 def campaign_dry_run_report(report_id: int) -> CampaignDryRunReport:
     """Work out a requested dry run and keep its counts (the worker's part); a report already
-    finished is left as it is (a task delivered twice)."""
+    finished is left as it is (a task delivered twice; two deliveries at once may both work it
+    out, to the same counts: it only reads)."""
     report = CampaignDryRunReport.objects.select_related("campaign__template", "campaign__sender").get(
         pk=report_id
     )

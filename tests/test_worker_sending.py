@@ -432,24 +432,20 @@ def test_a_worker_killed_mid_batch_never_causes_a_second_send(
     assert set(Message.objects.values_list("status", flat=True)) == {MessageStatus.UNCONFIRMED}
 
 
-def test_a_campaign_runs_to_completion_on_real_workers_and_reaches_everyone_once(
-    two_workers, show_worker_logs, client_app, shared_queue, double
-):
-    """Started in a worker, the campaign's dispatch steps chain themselves through the broker (not
-    eagerly), hand batches to send tasks, and complete. Its start and steps delivered several times
-    over, concurrently, change nothing: one request per recipient."""
+def spring_campaign(*, status: str):
+    """A campaign of a utility template (no quiet hours: the tests may run at night in every US time
+    zone) to 12 people, 10 of whom opted in."""
     from compliance.services import Evidence, consent_record, consent_text_create
-    from messaging.models import Campaign, CampaignRecipient
+    from messaging.models import Campaign
     from templates_app.models import MessageTemplate, TemplateStatus
 
-    show_worker_logs.extend(two_workers)
     consent_text_create(version="v1", business_name="Acme", body="Acme offers. Reply STOP to stop.")
     sender = SenderFactory()
     template = MessageTemplate.objects.create(
         waba_id=sender.waba_id,
         name="spring_sale",
         language="en_US",
-        category="UTILITY",  # no quiet hours: the test may run at night in every US time zone
+        category="UTILITY",
         status=TemplateStatus.APPROVED,
         components=[
             {"type": "BODY", "text": "Hi {{1}}, spring is here.", "example": {"body_text": [["Ann"]]}}
@@ -466,13 +462,25 @@ def test_a_campaign_runs_to_completion_on_real_workers_and_reaches_everyone_once
             evidence=Evidence(ip_address="203.0.113.7", user_agent="test", page_url="https://shop.example/"),
             text_version="v1",
         )
-    campaign = Campaign.objects.create(
+    return Campaign.objects.create(
         name="Spring",
         sender=sender,
         template=template,
         template_parameters=[{"field": "profile_name"}],
-        status=Campaign.Status.APPROVED,
+        status=status,
     )
+
+
+def test_a_campaign_runs_to_completion_on_real_workers_and_reaches_everyone_once(
+    two_workers, show_worker_logs, client_app, shared_queue, double
+):
+    """Started in a worker, the campaign's dispatch steps chain themselves through the broker (not
+    eagerly), hand batches to send tasks, and complete. Its start and steps delivered several times
+    over, concurrently, change nothing: one request per recipient."""
+    from messaging.models import Campaign, CampaignRecipient
+
+    show_worker_logs.extend(two_workers)
+    campaign = spring_campaign(status=Campaign.Status.APPROVED)
 
     for _ in range(2):
         client_app.send_task("messaging.tasks.start_campaign", args=[campaign.pk], queue=shared_queue)
@@ -494,3 +502,26 @@ def test_a_campaign_runs_to_completion_on_real_workers_and_reaches_everyone_once
     )
     payload = next(r.json for r in double.requests if r.path.endswith("/messages"))
     assert payload["type"] == "template" and payload["template"]["name"] == "spring_sale"
+
+
+def test_a_campaign_dry_run_is_worked_out_by_a_real_worker(
+    two_workers, show_worker_logs, client_app, shared_queue
+):
+    """The dry run staff ask for in the admin reaches a worker through the broker, which keeps its
+    counts. Delivered twice, two workers may both work it out: it ends done, with the same counts."""
+    from messaging.models import Campaign, CampaignDryRunReport
+
+    show_worker_logs.extend(two_workers)
+    report = CampaignDryRunReport.objects.create(campaign=spring_campaign(status=Campaign.Status.DRAFT))
+
+    for _ in range(2):
+        client_app.send_task("messaging.tasks.campaign_dry_run_report", args=[report.pk], queue=shared_queue)
+
+    def done() -> bool:
+        report.refresh_from_db()
+        return report.status == CampaignDryRunReport.Status.DONE
+
+    wait_for(done, timeout=30, what="the dry run to be worked out")
+    assert (report.summary["total"], report.summary["will_receive"]) == (12, 10)
+    assert report.summary["excluded"] == {"no_consent": 2}
+    assert Campaign.objects.get().status == Campaign.Status.DRAFT  # a dry run sends nothing
