@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from django.db.models import Count, Max
 
 from messaging.campaigns import ON_THEIR_WAY, REASON_LABELS, csv_cell
-from messaging.dashboard import Cost, cost_from_counts
+from messaging.dashboard import Cost, FailureCode, cost_from_counts, failure_codes
 from messaging.models import Campaign, CampaignRecipient, Message, MessageStatus
 
 #: Message statuses that mean "dispatch is over for this recipient" (with Meta, or settled without).
@@ -131,16 +131,9 @@ def _keep_snapshot(campaign: Campaign, progress: CampaignProgress) -> None:
 
 
 @dataclass(frozen=True)
-class FailureCount:
-    code: str
-    title: str
-    count: int
-
-
-@dataclass(frozen=True)
 class CampaignTotals:
     progress: CampaignProgress
-    failures: list[FailureCount]  # failed or blocked messages by error code, most frequent first
+    failures: list[FailureCode]  # failed or blocked messages by error code, most frequent first
     cost: Cost
     excluded: list[tuple[str, str, int]]  # (reason code, label, recipients), most frequent first
 
@@ -157,21 +150,19 @@ def campaign_totals(campaign: Campaign) -> CampaignTotals:
         .annotate(n=Count("*"), title=Max("error_title"))
         .order_by()
     )
-    failures: dict[str, FailureCount] = {}
+    failures: list[tuple[str, str, int]] = []
     billable: dict[str, int] = {}
     for row in groups:
         progress.messages[row["status"]] = progress.messages.get(row["status"], 0) + row["n"]
         if row["status"] in (MessageStatus.FAILED, MessageStatus.BLOCKED):
-            code, earlier = row["error_code"], failures.get(row["error_code"])
-            title = max(earlier.title if earlier else "", row["title"] or "")  # as MAX() would
-            failures[code] = FailureCount(code, title, (earlier.count if earlier else 0) + row["n"])
+            failures.append((row["error_code"], row["title"] or "", row["n"]))
         if row["billable"]:
             billable[row["pricing_category"]] = billable.get(row["pricing_category"], 0) + row["n"]
     _keep_snapshot(campaign, progress)
     excluded = sorted(progress.excluded.items(), key=lambda item: (-item[1], item[0]))
     return CampaignTotals(
         progress=progress,
-        failures=sorted(failures.values(), key=lambda failure: (-failure.count, failure.code)),
+        failures=failure_codes(failures),
         cost=cost_from_counts(billable),
         excluded=[(code, REASON_LABELS.get(code, code), n) for code, n in excluded],
     )

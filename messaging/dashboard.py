@@ -11,6 +11,7 @@ day's messages may still move: every minute for today and yesterday, every hour 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -202,19 +203,26 @@ def _failures_per_day(period: Period) -> dict[date, list[list]]:
     return by_day
 
 
-def _failures(
-    counts: list[tuple[str, str, int]] | list[list], *, shown: int = FAILURE_CODES_SHOWN
-) -> Failures:
-    """Counts of (code, title, count), a code possibly more than once (several days): summed by code."""
+def failure_codes(counts: Iterable[tuple[str, str, int] | list]) -> list[FailureCode]:
+    """(code, title, count) entries, a code possibly more than once (several days, or both failed and
+    blocked), summed by code, its title the greatest as MAX() would pick; the most frequent first."""
     merged: dict[str, list] = {}
     for code, title, count in counts:
         entry = merged.setdefault(code, [title, 0])
         entry[0] = max(entry[0], title)
         entry[1] += count
-    codes = sorted(
+    return sorted(
         (FailureCode(code=code, title=title, count=count) for code, (title, count) in merged.items()),
         key=lambda c: (-c.count, c.code),
     )
+
+
+def _failures(
+    counts: list[tuple[str, str, int]] | list[list], *, shown: int = FAILURE_CODES_SHOWN
+) -> Failures:
+    """Counts of (code, title, count), a code possibly more than once (several days): summed by code,
+    the `shown` most frequent listed."""
+    codes = failure_codes(counts)
     rest = codes[shown:]
     return Failures(codes=codes[:shown], other_codes=len(rest), other_count=sum(c.count for c in rest))
 
