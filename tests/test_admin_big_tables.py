@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from messaging import admin_paging
 from messaging.admin_paging import EstimatedCountPaginator
@@ -117,6 +118,17 @@ def test_a_filtered_list_counts_up_to_its_cap_and_says_so(admin_client, monkeypa
         Contact.objects.filter(profile_name__startswith="Ava").order_by("pk"), 2
     )
     assert (str(counted.count), counted.num_pages) == ("3+", 2)
+
+
+@pytest.mark.parametrize("not_a_tag", ["²", "99999999999999999999999", "-1", "0"])
+def test_the_tag_filter_sends_an_id_no_tag_has_back_with_an_error_not_a_500(admin_client, not_a_tag):
+    ContactFactory(tags=[TagFactory(name="vip")])
+
+    for url in ("/admin/messaging/contact/", reverse("admin:messaging_contact_export")):
+        response = admin_client.get(url, {"tags__id__exact": not_a_tag})
+
+        assert response.status_code == 302
+        assert response["Location"].endswith("?e=1")
 
 
 def test_the_tag_filter_lists_each_tagged_contact_once(admin_client):
