@@ -184,7 +184,7 @@ def run(*, recipients: int | None = None) -> dict[str, Any]:
 
         draft = Campaign.objects.select_related("template", "sender").get(pk=seeded["campaign_ids"][0])
         started = time.perf_counter()
-        dry_run_total = campaign_dry_run(draft, keep_rows=False).total
+        dry_run_total = campaign_dry_run(draft).total
         dry_run_s = time.perf_counter() - started
 
     fan_out_s, bare_s = statistics.median(fan_out), statistics.median(bare)

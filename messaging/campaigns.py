@@ -81,7 +81,6 @@ class CampaignDryRun:
     later: int = 0
     earliest_later: datetime | None = None
     excluded: Counter = field(default_factory=Counter)
-    rows: list[DryRunRow] = field(default_factory=list)
 
     @property
     def now(self) -> int:
@@ -107,7 +106,7 @@ class CampaignDryRun:
 
     @classmethod
     def from_summary(cls, *, at: datetime, summary: dict) -> "CampaignDryRun":
-        """The counts of a kept dry run, without its rows."""
+        """The counts of a kept dry run."""
         earliest = summary.get("earliest_later")
         return cls(
             at=at,
@@ -118,9 +117,7 @@ class CampaignDryRun:
             excluded=Counter(summary["excluded"]),
         )
 
-    def _add(self, row: DryRunRow, *, keep: bool = True) -> None:
-        if keep:
-            self.rows.append(row)
+    def _count(self, row: DryRunRow) -> None:
         self.total += 1
         if row.outcome == Outcome.EXCLUDED:
             self.excluded[row.reason] += 1
@@ -411,12 +408,10 @@ def campaign_listed_values(campaign: Campaign, contact_ids: list[int]) -> dict[i
     return dict(rows.values_list("contact_id", "values"))
 
 
-def campaign_dry_run(
-    campaign: Campaign, *, at: datetime | None = None, keep_rows: bool = True
-) -> CampaignDryRun:
+def campaign_dry_run(campaign: Campaign, *, at: datetime | None = None) -> CampaignDryRun:
     """What would happen if the campaign went out at `at` (default: its schedule, or now if that is
-    past or unset): who receives it now, who later (quiet hours), who not and why; each person's row
-    too, unless `keep_rows` is false (the counts of a million people need not hold a million rows).
+    past or unset): how many receive it now, how many later (quiet hours), how many not and why. The
+    counts only: each person's row is campaign_dry_run_rows' (a million people need not be held).
 
     Raises ValidationError when nobody could receive it (campaign_check_sendable). Queries: a fixed
     handful plus three per DRY_RUN_CHUNK_SIZE contacts, however large the audience.
@@ -424,7 +419,7 @@ def campaign_dry_run(
     at = dry_run_time(campaign, at)
     result = CampaignDryRun(at=at)
     for row in campaign_dry_run_rows(campaign, at=at):
-        result._add(row, keep=keep_rows)
+        result._count(row)
     return result
 
 
@@ -537,7 +532,7 @@ def campaign_dry_run_report(report_id: int) -> CampaignDryRunReport:
         return report
     unexpected = None
     try:
-        dry_run = campaign_dry_run(report.campaign, keep_rows=False)
+        dry_run = campaign_dry_run(report.campaign)
     except ValidationError as exc:
         report.status, report.error = CampaignDryRunReport.Status.FAILED, " ".join(exc.messages)
     except Exception as exc:  # the page must not say "running" for ever; the worker logs the rest
