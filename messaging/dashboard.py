@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -271,13 +271,7 @@ def price_map() -> dict[str, Decimal]:
 def cost_by_category(*, period: Period) -> Cost:
     """Billable outbound messages of the period by Meta's pricing category, with an estimate where a price
     is configured. One GROUP BY query."""
-    return cost_of(_outbound_in(period))
-
-
-def cost_of(messages: QuerySet[Message]) -> Cost:
-    """The billable ones among `messages` by Meta's pricing category, with an estimate where a price is
-    configured (the dashboard's period, a campaign). One GROUP BY query."""
-    rows = messages.filter(billable=True).values("pricing_category").annotate(count=Count("pk")).order_by()
+    rows = _outbound_in(period).filter(billable=True).values("pricing_category").annotate(count=Count("pk")).order_by()
     return cost_from_counts({row["pricing_category"]: row["count"] for row in rows})
 
 
