@@ -271,7 +271,13 @@ def price_map() -> dict[str, Decimal]:
 def cost_by_category(*, period: Period) -> Cost:
     """Billable outbound messages of the period by Meta's pricing category, with an estimate where a price
     is configured. One GROUP BY query."""
-    rows = _outbound_in(period).filter(billable=True).values("pricing_category").annotate(count=Count("pk")).order_by()
+    rows = (
+        _outbound_in(period)
+        .filter(billable=True)
+        .values("pricing_category")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
     return cost_from_counts({row["pricing_category"]: row["count"] for row in rows})
 
 
